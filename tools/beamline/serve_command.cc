@@ -1,1 +1,192 @@
-// placeholder
+// `beamline serve`: load model repositories and serve them over gRPC until SIGTERM/SIGINT.
+#include <malloc.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "beamline/core/server.h"
+#include "commands.h"
+#include "frontend/grpc/grpc_frontend.h"
+
+namespace beamline::tools {
+namespace {
+
+struct ServeFlags {
+  std::vector<std::string> repositories;
+  std::string grpc_address = "0.0.0.0";
+  int grpc_port = 8001;
+  int http_port = 8000;
+  int metrics_port = 8002;
+  int64_t grpc_max_message_size = 2147483647;
+  std::string control_mode = "none";
+  std::vector<std::string> load_models;
+  int poll_secs = 15;
+  int log_verbose = 0;
+  std::vector<std::string> backend_directories;
+  int exit_timeout_secs = 30;
+  bool strict_readiness = true;
+};
+
+// Backend plug-ins live in <prefix>/backends in the build tree and in
+// <prefix>/lib/beamline/backends when installed, <prefix> being the folder above bin/.
+std::vector<std::string> defaultBackendDirectories() {
+  std::vector<std::string> result;
+  if (const char* env = std::getenv("BEAMLINE_BACKEND_DIR"); env != nullptr && *env != '\0') {
+    result.emplace_back(env);
+  }
+  std::error_code ec;
+  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    const auto prefix = exe.parent_path().parent_path();
+    result.push_back((prefix / "backends").string());
+    result.push_back((prefix / "lib" / "beamline" / "backends").string());
+  }
+  return result;
+}
+
+// Process settings that matter for throughput with Debian's glibc: keep freed message buffers
+// instead of returning them to the kernel and faulting them back in on the next request.
+void tuneAllocator() {
+  mallopt(M_MMAP_THRESHOLD, 64 * 1024 * 1024);
+  mallopt(M_TRIM_THRESHOLD, 256 * 1024 * 1024);
+}
+
+int runServe(const ServeFlags& flags) {
+  spdlog::set_default_logger(spdlog::stderr_color_mt("beamline"));
+  spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+  spdlog::set_level(flags.log_verbose > 0 ? spdlog::level::debug : spdlog::level::info);
+  tuneAllocator();
+
+  // Block the stop signals in every thread; the main thread waits for them with sigwait.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  if (flags.http_port != 8000 && flags.http_port >= 0) {
+    spdlog::warn("--http-port: the HTTP front end is not available yet; ignoring it");
+  }
+  if (flags.metrics_port != 8002 && flags.metrics_port >= 0) {
+    spdlog::warn("--metrics-port: the metrics endpoint is not available yet; ignoring it");
+  }
+
+  ServerOptions options;
+  options.model_repositories = flags.repositories;
+  auto mode = parseModelControlMode(flags.control_mode);
+  if (!mode.isOk()) {
+    spdlog::error("{}", mode.status().message());
+    return 2;
+  }
+  options.control_mode = *mode;
+  options.startup_models = flags.load_models;
+  if (!flags.load_models.empty() && options.control_mode != ModelControlMode::kExplicit) {
+    spdlog::warn("--load-model only applies with --model-control-mode=explicit; loading everything");
+  }
+  options.repository_poll_interval = std::chrono::seconds(std::max(1, flags.poll_secs));
+  options.backend_directories = flags.backend_directories;
+  for (auto& d : defaultBackendDirectories()) options.backend_directories.push_back(d);
+  options.exit_timeout = std::chrono::seconds(std::max(0, flags.exit_timeout_secs));
+  options.strict_readiness = flags.strict_readiness;
+
+  auto server = Server::create(options);
+  if (!server.isOk()) {
+    spdlog::error("cannot start: {}", server.status().message());
+    return 1;
+  }
+  frontend::GrpcFrontendOptions grpc_options;
+  grpc_options.address = flags.grpc_address;
+  grpc_options.port = flags.grpc_port;
+  grpc_options.max_message_bytes = static_cast<int>(
+      std::clamp<int64_t>(flags.grpc_max_message_size, 1024, 2147483647));
+  auto grpc = frontend::GrpcFrontend::start(**server, grpc_options);
+  if (!grpc.isOk()) {
+    spdlog::error("cannot start the gRPC front end: {}", grpc.status().message());
+    (*server)->stop();
+    return 1;
+  }
+  const std::string shown_address =
+      flags.grpc_address == "0.0.0.0" ? std::string("127.0.0.1") : flags.grpc_address;
+  for (const auto& entry : (*server)->repositoryIndex(false)) {
+    spdlog::info("model {:<24} version {:<4} {}{}{}", entry.name,
+                 entry.version.empty() ? "-" : entry.version, modelStateName(entry.state),
+                 entry.reason.empty() ? "" : ": ", entry.reason);
+  }
+  std::printf("beamline ready grpc=%s:%d\n", shown_address.c_str(), (*grpc)->port());
+  std::fflush(stdout);
+  spdlog::info("serving gRPC on {}:{} (pid {})", flags.grpc_address, (*grpc)->port(), getpid());
+
+  int signal_number = 0;
+  sigwait(&stop_signals, &signal_number);
+  spdlog::info("received {}; draining (up to {} s)", signal_number == SIGTERM ? "SIGTERM" : "SIGINT",
+               flags.exit_timeout_secs);
+  // Stop accepting calls and let in-flight ones finish, then unload the models.
+  (*grpc)->shutdown(std::chrono::system_clock::now() + std::chrono::seconds(flags.exit_timeout_secs));
+  (*server)->stop();
+  spdlog::info("stopped");
+  return 0;
+}
+
+}  // namespace
+
+void registerServeCommand(CLI::App& app, int& exit_code) {
+  auto flags = std::make_shared<ServeFlags>();
+  CLI::App* serve = app.add_subcommand(
+      "serve",
+      "Serve the models of one or more Triton-layout model repositories over the KServe v2 / "
+      "Triton gRPC protocol. Prints 'beamline ready grpc=HOST:PORT' on stdout once it serves; "
+      "logs go to stderr. SIGTERM or SIGINT drains in-flight requests and exits 0.");
+  serve->add_option("--model-repository", flags->repositories,
+                    "Model repository folder (<model>/config.pbtxt, <model>/<version>/model.pt). "
+                    "Repeat for several.")
+      ->required()
+      ->check(CLI::ExistingDirectory);
+  serve->add_option("--grpc-address", flags->grpc_address, "Address to listen on for gRPC")
+      ->capture_default_str();
+  serve->add_option("--grpc-port", flags->grpc_port,
+                    "gRPC port; 0 picks a free one (printed in the ready line)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 65535));
+  serve->add_option("--http-port", flags->http_port,
+                    "HTTP port (reserved: the HTTP front end is not available yet)")
+      ->capture_default_str();
+  serve->add_option("--metrics-port", flags->metrics_port,
+                    "Prometheus metrics port (reserved: not available yet)")
+      ->capture_default_str();
+  serve->add_option("--grpc-max-message-size", flags->grpc_max_message_size,
+                    "Largest gRPC message in bytes, both directions (Triton's default: 2 GiB - 1)")
+      ->capture_default_str();
+  serve->add_option("--model-control-mode", flags->control_mode,
+                    "none: load everything at start; poll: also reload what changes on disk; "
+                    "explicit: load only --load-model and the load/unload API")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"none", "poll", "explicit"}));
+  serve->add_option("--load-model", flags->load_models,
+                    "With explicit control: a model to load at start ('*' for all). Repeatable.");
+  serve->add_option("--repository-poll-secs", flags->poll_secs,
+                    "With poll control: seconds between repository scans")
+      ->capture_default_str();
+  serve->add_option("--backend-directory", flags->backend_directories,
+                    "Extra folder to look for backend plug-ins (libbeamline_backend_<name>.so) "
+                    "before the built-in ones. Repeatable.");
+  serve->add_option("--exit-timeout-secs", flags->exit_timeout_secs,
+                    "On SIGTERM/SIGINT, how long to wait for in-flight requests")
+      ->capture_default_str();
+  serve->add_option("--strict-readiness", flags->strict_readiness,
+                    "Report not-ready while any model is still loading")
+      ->capture_default_str();
+  serve->add_option("--log-verbose", flags->log_verbose,
+                    "Verbose logging level; >= 1 logs every execution with its batch size")
+      ->capture_default_str();
+  serve->callback([flags, &exit_code] { exit_code = runServe(*flags); });
+}
+
+}  // namespace beamline::tools
