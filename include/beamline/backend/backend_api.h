@@ -130,7 +130,8 @@ typedef struct BlModel BlModel;       /* one loaded version of one model */
 typedef struct BlInstance BlInstance; /* one execution instance of that model version */
 typedef struct BlBatch BlBatch;       /* one execution: inputs in, outputs out */
 
-/* A read-only view of one tensor. `data` stays valid for the duration of the execute() call. */
+/* A read-only view of one tensor. `data` stays valid for the duration of the execute() call and
+ * must not be written: for a single request it is the request message's own memory. */
 typedef struct BlTensorView {
   const char* name;
   BlDataType datatype;
