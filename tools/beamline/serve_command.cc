@@ -6,6 +6,8 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <future>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -126,11 +128,38 @@ int runServe(const ServeFlags& flags) {
 
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);
-  spdlog::info("received {}; draining (up to {} s)", signal_number == SIGTERM ? "SIGTERM" : "SIGINT",
-               flags.exit_timeout_secs);
-  // Stop accepting calls and let in-flight ones finish, then unload the models.
-  (*grpc)->shutdown(std::chrono::system_clock::now() + std::chrono::seconds(flags.exit_timeout_secs));
-  (*server)->stop();
+  spdlog::info("received {}; draining (up to {} s; a second signal stops at once)",
+               signal_number == SIGTERM ? "SIGTERM" : "SIGINT", flags.exit_timeout_secs);
+  // Stop accepting calls and let in-flight ones finish, then unload the models. This runs on its
+  // own thread so that a model stuck in execute() cannot hold the process past the exit timeout.
+  std::promise<void> drained;
+  std::thread drainer([&] {
+    (*grpc)->shutdown(std::chrono::system_clock::now() +
+                      std::chrono::seconds(flags.exit_timeout_secs));
+    (*server)->stop();
+    drained.set_value();
+  });
+  auto done = drained.get_future();
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(flags.exit_timeout_secs + 2);
+  while (done.wait_for(std::chrono::milliseconds(0)) != std::future_status::ready) {
+    const auto left = deadline - std::chrono::steady_clock::now();
+    if (left <= std::chrono::steady_clock::duration::zero()) {
+      spdlog::error("requests still running {} s after the stop signal; exiting without them",
+                    flags.exit_timeout_secs);
+      std::fflush(nullptr);
+      std::_Exit(1);
+    }
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(left).count();
+    timespec wait{static_cast<time_t>(ms / 1000), static_cast<long>((ms % 1000) * 1000000)};
+    if (wait.tv_sec > 0 || wait.tv_nsec > 100000000) wait = {0, 100000000};
+    if (sigtimedwait(&stop_signals, nullptr, &wait) > 0) {
+      spdlog::warn("second stop signal: exiting without waiting for in-flight requests");
+      std::fflush(nullptr);
+      std::_Exit(1);
+    }
+  }
+  drainer.join();
   spdlog::info("stopped");
   return 0;
 }

@@ -221,6 +221,16 @@ Status translateRequest(const inference::ModelInferRequest& wire, InferenceReque
   BL_RETURN_IF_ERROR(translateParameters(wire.parameters(), request.parameters));
 
   const bool raw = wire.raw_input_contents_size() > 0;
+  if (raw) {
+    // Name the input that mixes the two forms before anything else (as Triton does).
+    for (const auto& in : wire.inputs()) {
+      if (in.has_contents()) {
+        return invalidArg("input '" + in.name() +
+                          "' sets contents although the request uses raw_input_contents; use one "
+                          "form for all inputs");
+      }
+    }
+  }
   if (raw && wire.raw_input_contents_size() != wire.inputs_size()) {
     return invalidArg("the request has " + std::to_string(wire.inputs_size()) + " inputs but " +
                       std::to_string(wire.raw_input_contents_size()) +
@@ -249,11 +259,6 @@ Status translateRequest(const inference::ModelInferRequest& wire, InferenceReque
       input.parameters.emplace(key, std::move(converted));
     }
     if (raw) {
-      if (in.has_contents()) {
-        return invalidArg("input '" + in.name() +
-                          "' sets contents although the request uses raw_input_contents; use one "
-                          "form for all inputs");
-      }
       const std::string& bytes = wire.raw_input_contents(i);
       input.data = std::as_bytes(std::span(bytes.data(), bytes.size()));
       continue;
