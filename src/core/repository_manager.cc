@@ -377,7 +377,7 @@ Result<std::shared_ptr<Model>> RepositoryManager::getModel(const std::string& na
   std::shared_lock lock(state_mutex_);
   auto it = models_.find(name);
   if (it == models_.end()) {
-    return notFound("unknown model '" + name + "'");
+    return notFound("Request for unknown model: '" + name + "' is not found");
   }
   const ModelRecord& record = it->second;
   if (version < 0) {
@@ -389,7 +389,8 @@ Result<std::shared_ptr<Model>> RepositoryManager::getModel(const std::string& na
   }
   auto v = record.versions.find(version);
   if (v == record.versions.end()) {
-    return notFound("unknown version " + std::to_string(version) + " of model '" + name + "'");
+    return notFound("Request for unknown model: '" + name + "' version " + std::to_string(version) +
+                    " is not found");
   }
   if (v->second.state != ModelState::kReady || !v->second.model) {
     return unavailable("model '" + name + "' version " + std::to_string(version) +

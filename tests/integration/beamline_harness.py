@@ -35,11 +35,12 @@ STOP_TIMEOUT_S = float(os.environ.get("BEAMLINE_STOP_TIMEOUT", "30"))
 
 def beamline_binary() -> Path:
     """The server under test: $BEAMLINE_BIN, else the release build in this checkout."""
-    return Path(os.environ.get("BEAMLINE_BIN", REPO_ROOT / "build" / "release" / "bin" / "beamline"))
+    default = REPO_ROOT / "build" / "release" / "bin" / "beamline"
+    return Path(os.environ.get("BEAMLINE_BIN", default))
 
 
 def backend_directory() -> Path:
-    """Where the server finds its backend plug-ins: $BEAMLINE_BACKEND_DIR, else <bin>/../backends."""
+    """Where the server finds its backend plug-ins: $BEAMLINE_BACKEND_DIR or <bin>/../backends."""
     explicit = os.environ.get("BEAMLINE_BACKEND_DIR")
     if explicit:
         return Path(explicit)
@@ -47,7 +48,7 @@ def backend_directory() -> Path:
 
 
 def libtorch_backend_available() -> bool:
-    """False for builds without LibTorch (the sanitizer presets); $BEAMLINE_HAS_LIBTORCH overrides."""
+    """False for builds without LibTorch (sanitizer presets); $BEAMLINE_HAS_LIBTORCH overrides."""
     override = os.environ.get("BEAMLINE_HAS_LIBTORCH")
     if override is not None:
         return override not in ("0", "", "false", "no")
@@ -96,14 +97,16 @@ class ServerProcess:
         self.process = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                         stderr=self._stderr_file, start_new_session=True)
         _LIVE_SERVERS.append(self)
-        self._reader = threading.Thread(target=self._read_stdout, name=f"{name}-stdout", daemon=True)
+        self._reader = threading.Thread(target=self._read_stdout, name=f"{name}-stdout",
+                                        daemon=True)
         self._reader.start()
         deadline = time.monotonic() + ready_timeout_s
         while not self._ready.wait(0.05):
             if self.process.poll() is not None:
                 self._finish(self.process.returncode)
                 pytest.fail(f"{name} exited with code {self.process.returncode} before it was "
-                            f"ready\ncommand: {' '.join(self.args)}\n{self.describe()}", pytrace=False)
+                            f"ready\ncommand: {' '.join(self.args)}\n{self.describe()}",
+                            pytrace=False)
             if time.monotonic() > deadline:
                 self.kill()
                 pytest.fail(f"{name} printed no ready line within {ready_timeout_s:.0f} s\n"
@@ -301,7 +304,8 @@ def expect_rpc_error(call: Callable[[], object], codes: grpc.StatusCode | Sequen
     try:
         result = call()
     except grpc.RpcError as error:
-        assert error.code() in allowed, f"expected {allowed}, got {error.code()}: {error.details()!r}"
+        assert error.code() in allowed, (
+            f"expected {allowed}, got {error.code()}: {error.details()!r}")
         details = error.details() or ""
         for fragment in fragments:
             assert fragment in details, f"{fragment!r} not in error details {details!r}"
@@ -349,7 +353,7 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float, interval_s: floa
         time.sleep(interval_s)
 
 
-def repository_index(server: ServerProcess) -> dict[str, service_pb2.RepositoryIndexResponse.ModelIndex]:
+def repository_index(server: ServerProcess) -> dict[str, object]:
     """RepositoryIndex as {model name: entry} (the last entry wins for multi-version models)."""
     with server.client() as client:
         index = client.get_model_repository_index()

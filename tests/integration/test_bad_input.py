@@ -14,8 +14,8 @@ import tritonclient.grpc as grpcclient
 from tritonclient.grpc import service_pb2
 
 from beamline_harness import (assert_still_serving, expect_error, expect_rpc_error,
-                              identity_config, make_input, raw_request, raw_stub,
-                              repository_index, write_model)
+                              identity_config, make_input, raw_request, repository_index,
+                              write_model)
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 FOUR_FLOATS = np.arange(4, dtype=np.float32).tobytes()
@@ -37,11 +37,14 @@ def _pair(first=None, second=None):
 # --- with tritonclient ---------------------------------------------------------------------------
 
 def test_unknown_model(serving, client):
-    expect_error(lambda: client.infer("no_such_model", _pair()), "NOT_FOUND", "no_such_model")
+    # Triton's wording, which existing client code matches on.
+    expect_error(lambda: client.infer("no_such_model", _pair()), "NOT_FOUND",
+                 "Request for unknown model", "no_such_model")
 
 
 def test_unknown_version(serving, client):
-    expect_error(lambda: client.infer("native_pair", _pair(), model_version="99"), "NOT_FOUND")
+    expect_error(lambda: client.infer("native_pair", _pair(), model_version="99"), "NOT_FOUND",
+                 "version 99")
 
 
 def test_wrong_datatype(serving, client):

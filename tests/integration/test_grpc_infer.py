@@ -154,7 +154,8 @@ def test_all_outputs_returned_when_none_requested(client):
 
 def test_requested_output_subset(client):
     _, second, inputs = _pair_inputs()
-    result = client.infer("native_pair", inputs, outputs=[grpcclient.InferRequestedOutput("OUTPUT1")])
+    outputs = [grpcclient.InferRequestedOutput("OUTPUT1")]
+    result = client.infer("native_pair", inputs, outputs=outputs)
     response = result.get_response()
     assert [output.name for output in response.outputs] == ["OUTPUT1"]
     assert len(response.raw_output_contents) == 1

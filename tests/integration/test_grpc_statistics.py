@@ -78,7 +78,8 @@ def test_success_time_covers_the_phases(counted_server):
 
 
 def test_batch_statistics_by_batch_size(counted_server):
-    batches = {batch.batch_size: batch for batch in _only_entry(counted_server, "counted").batch_stats}
+    entry = _only_entry(counted_server, "counted")
+    batches = {batch.batch_size: batch for batch in entry.batch_stats}
     assert BATCH in batches, f"no batch_stats entry for batch size {BATCH}: {list(batches)}"
     assert batches[BATCH].compute_infer.count == REQUESTS
 
