@@ -10,6 +10,7 @@
 #include <grpcpp/grpcpp.h>
 #include <spdlog/spdlog.h>
 
+#include "frontend/common/request_rules.h"
 #include "grpc_service.grpc.pb.h"
 #include "health.grpc.pb.h"
 #include "model_config.pb.h"
@@ -50,16 +51,7 @@ grpc::Status toGrpc(const Status& status) {
   return grpc::Status(code, status.message());
 }
 
-// "" selects by policy (-1); otherwise a non-negative decimal number.
-Result<int64_t> parseVersion(const std::string& text) {
-  if (text.empty()) return int64_t{-1};
-  int64_t value = 0;
-  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (error != std::errc() || end != text.data() + text.size() || value < 0) {
-    return invalidArg("model version '" + text + "' is not a version number");
-  }
-  return value;
-}
+Result<int64_t> parseVersion(const std::string& text) { return parseModelVersion(text); }
 
 grpc::ServerUnaryReactor* finishNow(grpc::CallbackServerContext* context, const Status& status) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
@@ -84,37 +76,14 @@ Result<ParameterValue> fromWire(const std::string& name, const inference::InferP
   }
 }
 
-// Request-level parameters: the ones the server interprets are checked here; the rest are passed
-// through to the backend.
+// Request-level parameters: the shared rules (frontend/common) check the ones the server
+// interprets; the rest are passed through to the backend.
 Status translateParameters(const google::protobuf::Map<std::string, inference::InferParameter>& wire,
-                           Parameters& out) {
+                           InferenceRequest& request) {
   for (const auto& [name, value] : wire) {
-    if (name == "sequence_id") {
-      const bool in_sequence =
-          (value.has_int64_param() && value.int64_param() != 0) ||
-          (value.has_string_param() && !value.string_param().empty()) ||
-          (value.has_uint64_param() && value.uint64_param() != 0);
-      if (in_sequence) return unsupported("sequence batching (sequence_id) is not supported");
-      continue;
-    }
-    if (name == "sequence_start" || name == "sequence_end" || name == "headers") continue;
-    if (name == "priority") {
-      if (!(value.has_uint64_param() || (value.has_int64_param() && value.int64_param() >= 0))) {
-        return invalidArg("parameter 'priority' must be a non-negative integer");
-      }
-      continue;  // accepted; priorities take effect with the dynamic batcher
-    }
-    if (name == "timeout") {
-      if (!(value.has_uint64_param() || (value.has_int64_param() && value.int64_param() >= 0))) {
-        return invalidArg("parameter 'timeout' must be a non-negative integer (microseconds)");
-      }
-      continue;
-    }
-    if (name.rfind("triton_", 0) == 0 && name != "triton_enable_empty_final_response") {
-      return invalidArg("parameter '" + name + "' uses the reserved prefix 'triton_'");
-    }
-    BL_ASSIGN_OR_RETURN(auto converted, fromWire(name, value));
-    out.emplace(name, std::move(converted));
+    auto converted = fromWire(name, value);
+    BL_RETURN_IF_ERROR(
+        addRequestParameter(name, converted.isOk() ? &*converted : nullptr, request));
   }
   return Status::ok();
 }
@@ -218,7 +187,7 @@ Status translateRequest(const inference::ModelInferRequest& wire, InferenceReque
   request.model_name = wire.model_name();
   BL_ASSIGN_OR_RETURN(request.model_version, parseVersion(wire.model_version()));
   request.id = wire.id();
-  BL_RETURN_IF_ERROR(translateParameters(wire.parameters(), request.parameters));
+  BL_RETURN_IF_ERROR(translateParameters(wire.parameters(), request));
 
   const bool raw = wire.raw_input_contents_size() > 0;
   if (raw) {
@@ -250,10 +219,7 @@ Status translateRequest(const inference::ModelInferRequest& wire, InferenceReque
     input.datatype = *type;
     input.shape.assign(in.shape().begin(), in.shape().end());
     for (const auto& [key, value] : in.parameters()) {
-      if (key.rfind("shared_memory_", 0) == 0) {
-        return unsupported("input '" + in.name() +
-                           "' uses shared memory, which this server does not support yet");
-      }
+      BL_RETURN_IF_ERROR(checkInputParameter(in.name(), key));
       if (key == "binary_data_size") continue;
       BL_ASSIGN_OR_RETURN(auto converted, fromWire(key, value));
       input.parameters.emplace(key, std::move(converted));
@@ -276,13 +242,7 @@ Status translateRequest(const inference::ModelInferRequest& wire, InferenceReque
   request.requested_outputs.reserve(wire.outputs_size());
   for (const auto& out : wire.outputs()) {
     for (const auto& [key, value] : out.parameters()) {
-      if (key == "classification") {
-        return unsupported("output '" + out.name() + "': the classification extension is not supported");
-      }
-      if (key.rfind("shared_memory_", 0) == 0) {
-        return unsupported("output '" + out.name() +
-                           "' uses shared memory, which this server does not support yet");
-      }
+      BL_RETURN_IF_ERROR(checkOutputParameter(out.name(), key));
     }
     request.requested_outputs.push_back(out.name());
   }
@@ -608,9 +568,7 @@ class InferenceService final : public inference::GRPCInferenceService::CallbackS
         }
         config_json = value.string_param();
       } else if (key.rfind("file:", 0) == 0) {
-        return finishNow(context,
-                         unsupported("loading model files through the load request ('" + key +
-                                     "') is not supported; put them in the repository"));
+        return finishNow(context, loadFileParameterUnsupported(key));
       }
     }
     return finishNow(context, server_.loadModel(request->model_name(), config_json));
@@ -633,21 +591,21 @@ class InferenceService final : public inference::GRPCInferenceService::CallbackS
       grpc::CallbackServerContext* context, const inference::SystemSharedMemoryStatusRequest* request,
       inference::SystemSharedMemoryStatusResponse*) override {
     if (!request->name().empty()) {
-      return finishNow(context, notFound("no shared memory region '" + request->name() + "'"));
+      return finishNow(context, sharedMemoryRegionNotFound("system", request->name()));
     }
     return finishNow(context, Status::ok());
   }
   grpc::ServerUnaryReactor* SystemSharedMemoryRegister(
       grpc::CallbackServerContext* context, const inference::SystemSharedMemoryRegisterRequest*,
       inference::SystemSharedMemoryRegisterResponse*) override {
-    return finishNow(context, unsupported("system shared memory is not supported by this server yet"));
+    return finishNow(context, sharedMemoryRegisterUnsupported("system"));
   }
   grpc::ServerUnaryReactor* SystemSharedMemoryUnregister(
       grpc::CallbackServerContext* context,
       const inference::SystemSharedMemoryUnregisterRequest* request,
       inference::SystemSharedMemoryUnregisterResponse*) override {
     if (!request->name().empty()) {
-      return finishNow(context, notFound("no shared memory region '" + request->name() + "'"));
+      return finishNow(context, sharedMemoryRegionNotFound("system", request->name()));
     }
     return finishNow(context, Status::ok());
   }
@@ -655,21 +613,21 @@ class InferenceService final : public inference::GRPCInferenceService::CallbackS
       grpc::CallbackServerContext* context, const inference::CudaSharedMemoryStatusRequest* request,
       inference::CudaSharedMemoryStatusResponse*) override {
     if (!request->name().empty()) {
-      return finishNow(context, notFound("no CUDA shared memory region '" + request->name() + "'"));
+      return finishNow(context, sharedMemoryRegionNotFound("CUDA", request->name()));
     }
     return finishNow(context, Status::ok());
   }
   grpc::ServerUnaryReactor* CudaSharedMemoryRegister(
       grpc::CallbackServerContext* context, const inference::CudaSharedMemoryRegisterRequest*,
       inference::CudaSharedMemoryRegisterResponse*) override {
-    return finishNow(context, unsupported("CUDA shared memory is not supported by this server yet"));
+    return finishNow(context, sharedMemoryRegisterUnsupported("CUDA"));
   }
   grpc::ServerUnaryReactor* CudaSharedMemoryUnregister(
       grpc::CallbackServerContext* context,
       const inference::CudaSharedMemoryUnregisterRequest* request,
       inference::CudaSharedMemoryUnregisterResponse*) override {
     if (!request->name().empty()) {
-      return finishNow(context, notFound("no CUDA shared memory region '" + request->name() + "'"));
+      return finishNow(context, sharedMemoryRegionNotFound("CUDA", request->name()));
     }
     return finishNow(context, Status::ok());
   }

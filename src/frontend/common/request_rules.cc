@@ -1,0 +1,113 @@
+#include "frontend/common/request_rules.h"
+
+#include <charconv>
+
+namespace beamline::frontend {
+namespace {
+
+bool isNonNegativeInteger(const ParameterValue* value) {
+  if (value == nullptr) return false;
+  if (std::holds_alternative<uint64_t>(*value)) return true;
+  return std::holds_alternative<int64_t>(*value) && std::get<int64_t>(*value) >= 0;
+}
+
+bool startsWith(std::string_view text, std::string_view prefix) {
+  return text.substr(0, prefix.size()) == prefix;
+}
+
+}  // namespace
+
+Result<int64_t> parseModelVersion(std::string_view text) {
+  if (text.empty()) return int64_t{-1};
+  int64_t value = 0;
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (error != std::errc() || end != text.data() + text.size() || value < 0) {
+    return invalidArg("model version '" + std::string(text) + "' is not a version number");
+  }
+  return value;
+}
+
+Status addRequestParameter(const std::string& name, const ParameterValue* value,
+                           Parameters& out) {
+  if (name == "sequence_id") {
+    bool in_sequence = false;
+    if (value != nullptr) {
+      if (const auto* i = std::get_if<int64_t>(value)) in_sequence = *i != 0;
+      if (const auto* u = std::get_if<uint64_t>(value)) in_sequence = *u != 0;
+      if (const auto* s = std::get_if<std::string>(value)) in_sequence = !s->empty();
+    }
+    if (in_sequence) return unsupported("sequence batching (sequence_id) is not supported");
+    return Status::ok();
+  }
+  if (name == "sequence_start" || name == "sequence_end" || name == "headers") {
+    return Status::ok();
+  }
+  if (name == "priority") {
+    if (!isNonNegativeInteger(value)) {
+      return invalidArg("parameter 'priority' must be a non-negative integer");
+    }
+    return Status::ok();  // used by the dynamic batcher
+  }
+  if (name == "timeout") {
+    if (!isNonNegativeInteger(value)) {
+      return invalidArg("parameter 'timeout' must be a non-negative integer (microseconds)");
+    }
+    return Status::ok();
+  }
+  if (startsWith(name, "triton_") && name != "triton_enable_empty_final_response") {
+    return invalidArg("parameter '" + name + "' uses the reserved prefix 'triton_'");
+  }
+  if (value == nullptr) return invalidArg("parameter '" + name + "' has no value");
+  out.emplace(name, *value);
+  return Status::ok();
+}
+
+Status addRequestParameter(const std::string& name, const ParameterValue* value,
+                           InferenceRequest& request) {
+  BL_RETURN_IF_ERROR(addRequestParameter(name, value, request.parameters));
+  if (name == "priority" || name == "timeout") {
+    const uint64_t number = std::holds_alternative<uint64_t>(*value)
+                                ? std::get<uint64_t>(*value)
+                                : static_cast<uint64_t>(std::get<int64_t>(*value));
+    (name == "priority" ? request.priority : request.timeout_us) = number;
+  }
+  return Status::ok();
+}
+
+Status checkInputParameter(std::string_view tensor_name, std::string_view key) {
+  if (startsWith(key, "shared_memory_")) {
+    return unsupported("input '" + std::string(tensor_name) +
+                       "' uses shared memory, which this server does not support yet");
+  }
+  return Status::ok();
+}
+
+Status checkOutputParameter(std::string_view tensor_name, std::string_view key) {
+  if (key == "classification") {
+    return unsupported("output '" + std::string(tensor_name) +
+                       "': the classification extension is not supported");
+  }
+  if (startsWith(key, "shared_memory_")) {
+    return unsupported("output '" + std::string(tensor_name) +
+                       "' uses shared memory, which this server does not support yet");
+  }
+  return Status::ok();
+}
+
+Status loadFileParameterUnsupported(std::string_view key) {
+  return unsupported("loading model files through the load request ('" + std::string(key) +
+                     "') is not supported; put them in the repository");
+}
+
+Status sharedMemoryRegionNotFound(std::string_view kind, std::string_view region) {
+  return notFound(std::string(kind == "CUDA" ? "no CUDA shared memory region '"
+                                             : "no shared memory region '") +
+                  std::string(region) + "'");
+}
+
+Status sharedMemoryRegisterUnsupported(std::string_view kind) {
+  return unsupported(std::string(kind == "CUDA" ? "CUDA shared memory" : "system shared memory") +
+                     " is not supported by this server yet");
+}
+
+}  // namespace beamline::frontend
