@@ -1,14 +1,17 @@
 // The `identity` backend: the smallest complete beamline backend.
 //
-// Input i of the model config is copied to output i, with the input's shape. modelCreate checks
+// Input i of the model config (then the batch_input companions) is copied to output i, with the
+// input's shape. modelCreate checks
 // that the config has as many outputs as inputs and that the datatypes agree position by position.
 // The optional config parameter `execute_delay_ms` makes every execute() sleep that long first,
-// which the tests use to hold an instance busy (concurrency, queueing, graceful drain).
+// and the request parameter `delay_ms` (int64) adds to it for that request's execution; the tests
+// use them to hold an instance busy (concurrency, queueing, ordering, graceful drain).
 //
 // Threads: modelCreate/modelDestroy on the repository's load thread; instanceCreate, execute and
 // instanceDestroy on the instance's execution thread. The model state is immutable after
 // modelCreate, so instances share it without locking.
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cstring>
@@ -54,24 +57,33 @@ BlError* modelCreate(BlModel* model, void** model_state) {
     if (!config.ParseFromArray(bytes, static_cast<int>(byte_size))) {
       return makeError(BL_STATUS_INVALID_ARG, "identity backend: cannot parse the model config");
     }
-    if (config.input_size() != config.output_size()) {
+    // The tensors the backend receives: the config's inputs, then any batch_input companions
+    // (which the server adds for ragged batching), paired by position with the outputs.
+    std::vector<std::pair<std::string, inference::DataType>> inputs;
+    for (const auto& input : config.input()) inputs.emplace_back(input.name(), input.data_type());
+    for (const auto& batch_input : config.batch_input()) {
+      for (const auto& target : batch_input.target_name()) {
+        inputs.emplace_back(target, batch_input.data_type());
+      }
+    }
+    if (static_cast<int>(inputs.size()) != config.output_size()) {
       return makeError(BL_STATUS_INVALID_ARG,
-                       "identity backend: the config has " + std::to_string(config.input_size()) +
-                           " inputs but " + std::to_string(config.output_size()) +
+                       "identity backend: the config has " + std::to_string(inputs.size()) +
+                           " inputs (batch_input companions included) but " +
+                           std::to_string(config.output_size()) +
                            " outputs; they must pair up by position");
     }
     auto state = std::make_unique<ModelState>();
-    for (int i = 0; i < config.input_size(); ++i) {
-      const auto& input = config.input(i);
-      const auto& output = config.output(i);
-      if (input.data_type() != output.data_type()) {
-        return makeError(BL_STATUS_INVALID_ARG, "identity backend: input '" + input.name() +
-                                                    "' is " +
-                                                    inference::DataType_Name(input.data_type()) +
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      const auto& [input_name, input_type] = inputs[i];
+      const auto& output = config.output(static_cast<int>(i));
+      if (input_type != output.data_type()) {
+        return makeError(BL_STATUS_INVALID_ARG, "identity backend: input '" + input_name +
+                                                    "' is " + inference::DataType_Name(input_type) +
                                                     " but output '" + output.name() + "' is " +
                                                     inference::DataType_Name(output.data_type()));
       }
-      state->pairs_.push_back({input.name(), output.name()});
+      state->pairs_.push_back({input_name, output.name()});
     }
     const auto delay = config.parameters().find("execute_delay_ms");
     if (delay != config.parameters().end()) {
@@ -110,9 +122,20 @@ BlError* execute(void* instance_state, BlBatch* batch) {
   try {
     const auto& state = *static_cast<const ModelState*>(instance_state);
     const uint64_t compute_start = host->nowNs();  // the delay stands in for compute time
-    if (state.execute_delay_.count() > 0) {
-      std::this_thread::sleep_for(state.execute_delay_);
+    // A request parameter `delay_ms` (int64) adds to the delay: tests use it to make one request
+    // of a batch or instance slower than another.
+    std::chrono::milliseconds delay = state.execute_delay_;
+    for (uint32_t r = 0; r < host->batchRequestCount(batch); ++r) {
+      for (uint32_t p = 0; p < host->batchRequestParameterCount(batch, r); ++p) {
+        BlParameter parameter{};
+        if (BlError* error = host->batchRequestParameter(batch, r, p, &parameter)) return error;
+        if (std::strcmp(parameter.name, "delay_ms") == 0 && parameter.type == BL_PARAMETER_INT64) {
+          delay = std::max(delay, state.execute_delay_ +
+                                      std::chrono::milliseconds(parameter.int64_value));
+        }
+      }
     }
+    if (delay.count() > 0) std::this_thread::sleep_for(delay);
     for (const TensorPair& pair : state.pairs_) {
       BlTensorView input{};
       if (BlError* error = host->batchInputByName(batch, pair.input_name_.c_str(), &input)) {

@@ -276,6 +276,61 @@ Status validateScheduling(const ErrorReporter& report, const inference::ModelCon
       }
     }
   }
+  // Ragged batching: batch_input companions and batch_output scatters refer to real inputs.
+  auto isInput = [&](const std::string& name) {
+    for (const auto& input : config.input()) {
+      if (input.name() == name) return true;
+    }
+    return false;
+  };
+  auto isOutput = [&](const std::string& name) {
+    for (const auto& output : config.output()) {
+      if (output.name() == name) return true;
+    }
+    return false;
+  };
+  for (int i = 0; i < config.batch_input_size(); ++i) {
+    const auto& batch_input = config.batch_input(i);
+    const std::string field = indexed("batch_input", i);
+    if (max_batch_size == 0) {
+      return report.error(field, "requires max_batch_size > 0");
+    }
+    if (batch_input.kind() == inference::BatchInput::BATCH_ITEM_SHAPE ||
+        batch_input.kind() == inference::BatchInput::BATCH_ITEM_SHAPE_FLATTEN) {
+      return report.error(field + ".kind", inference::BatchInput::Kind_Name(batch_input.kind()) +
+                                               " is not supported");
+    }
+    const auto type = batch_input.data_type();
+    if (type != inference::TYPE_INT32 && type != inference::TYPE_INT64 &&
+        type != inference::TYPE_FP32) {
+      return report.error(field + ".data_type", "must be TYPE_INT32, TYPE_INT64 or TYPE_FP32");
+    }
+    if (batch_input.target_name_size() == 0) {
+      return report.error(field + ".target_name", "names no target tensor");
+    }
+    for (const auto& target : batch_input.target_name()) {
+      if (isInput(target)) {
+        return report.error(field + ".target_name",
+                            "'" + target + "' is already a model input; a batch_input adds a "
+                            "tensor of its own");
+      }
+    }
+    if (batch_input.source_input_size() != 1 || !isInput(batch_input.source_input(0))) {
+      return report.error(field + ".source_input", "must name exactly one model input");
+    }
+  }
+  for (int i = 0; i < config.batch_output_size(); ++i) {
+    const auto& batch_output = config.batch_output(i);
+    const std::string field = indexed("batch_output", i);
+    for (const auto& target : batch_output.target_name()) {
+      if (!isOutput(target)) {
+        return report.error(field + ".target_name", "'" + target + "' is not a model output");
+      }
+    }
+    if (batch_output.source_input_size() != 1 || !isInput(batch_output.source_input(0))) {
+      return report.error(field + ".source_input", "must name exactly one model input");
+    }
+  }
   if (config.has_sequence_batching() && config.sequence_batching().has_oldest()) {
     const auto& oldest = config.sequence_batching().oldest();
     for (int i = 0; i < oldest.preferred_batch_size_size(); ++i) {

@@ -220,6 +220,8 @@ Status RepositoryManager::loadLocked(const std::string& name, const fs::path& di
     if (model.isOk()) {
       record.state = ModelState::kReady;
       record.model = std::move(model).value();
+      record.model->setLoadDuration(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
       spdlog::info("loaded model '{}' version {} in {:.3f} s", name, v,
                    std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
     } else {

@@ -64,9 +64,18 @@ struct InferenceRequest {
   std::vector<InputTensor> inputs;
   std::vector<std::string> requested_outputs;  // empty: every output
   ResponseSink* sink = nullptr;                // not owned; see the file comment
+  // Scheduling (the `priority` and `timeout` request parameters). 0 means the model's default
+  // priority level / queue-policy timeout.
+  uint64_t priority = 0;
+  uint64_t timeout_us = 0;
 
   // Set by the core.
   std::chrono::steady_clock::time_point arrival_time{};
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+  uint32_t priority_level = 0;  // resolved level, 1 = highest
+  // Arrival order within the model's scheduler (for preserve_ordering); kNotQueued until queued.
+  static constexpr uint64_t kNotQueued = ~uint64_t{0};
+  uint64_t sequence = kNotQueued;
 };
 
 }  // namespace beamline

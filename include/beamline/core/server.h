@@ -6,6 +6,7 @@
 // Ownership: the Server owns the repository manager, the loaded models and their instance threads.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -74,6 +75,26 @@ struct BatchStat {
   uint64_t batch_size = 0;
   DurationStat compute_input, compute_infer, compute_output;
 };
+// A cumulative latency histogram in microseconds (Prometheus semantics: bucket i counts the
+// observations <= kLatencyBucketsUs[i]; the +Inf bucket is `count`).
+inline constexpr std::array<double, 14> kLatencyBucketsUs = {
+    100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 5000000};
+struct LatencyHistogram {
+  std::array<uint64_t, kLatencyBucketsUs.size()> buckets{};  // cumulative
+  uint64_t count = 0;
+  double sum_us = 0;
+  void observe(double us) {
+    for (size_t i = 0; i < kLatencyBucketsUs.size(); ++i) {
+      if (us <= kLatencyBucketsUs[i]) ++buckets[i];
+    }
+    ++count;
+    sum_us += us;
+  }
+};
+
+// Why a request failed, as Triton's nv_inference_request_failure `reason` label says.
+enum class FailureReason { kRejected, kCanceled, kBackend, kOther };
+
 struct ModelStatisticsSnapshot {
   std::string name;
   std::string version;
@@ -82,6 +103,15 @@ struct ModelStatisticsSnapshot {
   uint64_t execution_count = 0;    // a batch counts 1
   DurationStat success, fail, queue, compute_input, compute_infer, compute_output;
   std::vector<BatchStat> batch_stats;  // sorted by batch size
+
+  // For the metrics endpoint.
+  uint64_t pending_request_count = 0;  // queued, not yet executing
+  double load_duration_secs = 0;
+  // Failed requests by reason: REJECTED, CANCELED, BACKEND, OTHER.
+  std::array<uint64_t, 4> failures_by_reason{};
+  // Per successful request: end to end in the core, in the queue, and compute (input + infer +
+  // output of its execution).
+  LatencyHistogram request_latency, queue_latency, compute_latency;
 };
 
 class Server {
