@@ -54,8 +54,7 @@ if [[ ! -f build/$PRESET/build.ninja ]]; then
 fi
 log "building (preset $PRESET)"
 # Two parallel jobs at most: LibTorch translation units need ~1 GB each.
-cmake --build --preset "$PRESET" -- -j "${BEAMLINE_JOBS:-2}" | grep -vE '^\[[0-9]+/[0-9]+\]' || true
-test "${PIPESTATUS[0]}" -eq 0
+cmake --build --preset "$PRESET" -- -j "${BEAMLINE_JOBS:-2}" >&2
 
 # The example model repository (TorchScript, made with Debian's python3-torch).
 /usr/bin/python3 models/make_example_repository.py --output models/repository --reference models/reference
