@@ -45,13 +45,13 @@ double percentile(std::vector<double>& v, double q) {
 }
 
 LevelResult runLevel(const beamline::client::GrpcClient& client, const std::string& model,
-                     const std::vector<float>& data, int64_t elements, int concurrency,
-                     double warmup_s, double duration_s) {
+                     const std::string& input, const std::vector<float>& data,
+                     const std::vector<int64_t>& shape, int concurrency, double warmup_s,
+                     double duration_s) {
   std::vector<Slot> slots(static_cast<size_t>(concurrency));
-  const std::vector<int64_t> shape = {1, elements};
   for (auto& slot : slots) {
     slot.request.setModel(model);
-    size_t index = slot.request.addInput("INPUT__0", beamline::DataType::kFp32, shape);
+    size_t index = slot.request.addInput(input, beamline::DataType::kFp32, shape);
     (void)slot.request.setInputData(index, std::as_bytes(std::span(data)));
     slot.latencies_us.reserve(200000);
   }
@@ -117,13 +117,20 @@ int main(int argc, char** argv) {
   std::string url = "127.0.0.1:8001";
   std::string model = "identity_fp32";
   int64_t elements = 4096;
+  std::string input = "INPUT__0";
+  std::vector<int64_t> item_shape;
   std::vector<int> levels = {1, 8};
   double warmup_s = 1.0, duration_s = 5.0;
   app.add_option("-u,--url", url, "Server address")->capture_default_str();
-  app.add_option("-m,--model", model, "Model with one FP32 input INPUT__0 [batch, -1]")
+  app.add_option("-m,--model", model, "Model with one FP32 input and a batch dimension")
       ->capture_default_str();
   app.add_option("--elements", elements, "FP32 elements per request (4096 = 16 KiB)")
       ->capture_default_str();
+  app.add_option("--input", input, "Name of the FP32 input")->capture_default_str();
+  app.add_option("--shape", item_shape,
+                 "Shape of one object without the batch dimension (overrides --elements), "
+                 "e.g. 1,48,48; each request carries one object")
+      ->delimiter(',');
   app.add_option("-c,--concurrency", levels, "Requests in flight, one run per value")
       ->delimiter(',')
       ->capture_default_str();
@@ -138,15 +145,36 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "error: %s\n", client.status().message().c_str());
     return 1;
   }
+  std::vector<int64_t> shape = {1};
+  if (item_shape.empty()) {
+    shape.push_back(elements);
+  } else {
+    shape.insert(shape.end(), item_shape.begin(), item_shape.end());
+    elements = 1;
+    for (int64_t d : item_shape) elements *= d;
+  }
   std::vector<float> data(static_cast<size_t>(elements));
   for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<float>(i % 997) * 0.5f;
 
-  std::printf("| concurrency | inferences/s | p50 us | p90 us | p99 us | errors |\n");
-  std::printf("|---:|---:|---:|---:|---:|---:|\n");
+  // The server's own counters (ModelStatistics) around each level give the average batch size
+  // it executed.
+  auto counters = [&]() -> std::pair<uint64_t, uint64_t> {
+    auto stats = (*client)->modelStatistics(model);
+    if (!stats.isOk() || stats->model_stats_size() == 0) return {0, 0};
+    return {stats->model_stats(0).inference_count(), stats->model_stats(0).execution_count()};
+  };
+  std::printf("| concurrency | inferences/s | p50 us | p90 us | p99 us | avg batch | errors |\n");
+  std::printf("|---:|---:|---:|---:|---:|---:|---:|\n");
   for (int level : levels) {
-    LevelResult r = runLevel(**client, model, data, elements, level, warmup_s, duration_s);
-    std::printf("| %d | %.0f | %.0f | %.0f | %.0f | %zu |\n", r.concurrency,
-                static_cast<double>(r.completed) / r.seconds, r.p50, r.p90, r.p99, r.errors);
+    const auto before = counters();
+    LevelResult r = runLevel(**client, model, input, data, shape, level, warmup_s, duration_s);
+    const auto after = counters();
+    const double executions = static_cast<double>(after.second - before.second);
+    const double average_batch =
+        executions > 0 ? static_cast<double>(after.first - before.first) / executions : 0.0;
+    std::printf("| %d | %.0f | %.0f | %.0f | %.0f | %.1f | %zu |\n", r.concurrency,
+                static_cast<double>(r.completed) / r.seconds, r.p50, r.p90, r.p99, average_batch,
+                r.errors);
     std::fflush(stdout);
   }
   return 0;

@@ -7,6 +7,7 @@ Writes, under --output (default models/repository):
   identity_fp32, identity_int64, identity_bool, identity_fp16   TorchScript x -> x.clone(), batched
   identity_bytes                                                TorchScript List[str] -> copy
   cnn_patch                                                     small CNN hit classifier, 48x48 patches
+  cnn_patch_batched                                             the same CNN with dynamic batching
 and under --reference (default models/reference) .npy inputs and the outputs PyTorch computed for
 them in this process, for the demo and the tests.
 
@@ -100,6 +101,14 @@ parameters {
 }
 """
 
+# The same CNN behind the dynamic batcher: requests that arrive while the instance is busy are
+# merged (up to 64 patches) into one execution. No queue delay: under load the batch fills while
+# the previous one executes, and a lone request is never held back.
+CNN_BATCHED_EXTRA = CNN_EXTRA + """dynamic_batching {
+  max_queue_delay_microseconds: 0
+}
+"""
+
 IDENTITY_TENSOR_MODELS = {  # model name -> config data type
     "identity_fp32": "TYPE_FP32",
     "identity_int64": "TYPE_INT64",
@@ -119,7 +128,7 @@ def write_model(repository: pathlib.Path, name: str, config: str, module: torch.
 
 
 def expected_files(repository: pathlib.Path, reference: pathlib.Path) -> List[pathlib.Path]:
-    names = list(IDENTITY_TENSOR_MODELS) + ["identity_bytes", "cnn_patch"]
+    names = list(IDENTITY_TENSOR_MODELS) + ["identity_bytes", "cnn_patch", "cnn_patch_batched"]
     files = [repository / n / f for n in names for f in ("config.pbtxt", "1/model.pt")]
     files += [reference / f for f in ("cnn_patch_input.npy", "cnn_patch_output.npy",
                                       "identity_fp32_input.npy", "identity_fp32_output.npy")]
@@ -144,6 +153,9 @@ def build(repository: pathlib.Path, reference: pathlib.Path) -> None:
     write_model(repository, "cnn_patch",
                 config_text("cnn_patch", 64, "TYPE_FP32", [1, PATCH_SIZE, PATCH_SIZE], [4],
                             CNN_EXTRA), cnn)
+    write_model(repository, "cnn_patch_batched",
+                config_text("cnn_patch_batched", 64, "TYPE_FP32", [1, PATCH_SIZE, PATCH_SIZE], [4],
+                            CNN_BATCHED_EXTRA), cnn)
 
     generator = torch.Generator().manual_seed(SEED)
     patches = torch.rand(REFERENCE_BATCH, 1, PATCH_SIZE, PATCH_SIZE, generator=generator)
