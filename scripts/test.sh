@@ -29,10 +29,10 @@ if [[ "${BEAMLINE_SKIP_SANITIZERS:-0}" != 1 ]]; then
 
   echo "== [tsan] scheduler, batching and core tests under ThreadSanitizer"
   [[ -f build/tsan/build.ninja ]] || cmake --preset tsan >/dev/null
-  TSAN_TESTS=(test_dynamic_batcher test_batching test_server_core)
+  TSAN_TESTS=(test_dynamic_batcher test_batching test_ensemble test_server_core)
   cmake --build build/tsan -- -j "${BEAMLINE_JOBS:-2}" "${TSAN_TESTS[@]}" \
     beamline_backend_identity beamline_backend_bad_version
   TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" BEAMLINE_BACKEND_DIR=$ROOT/build/tsan/backends \
     ctest --test-dir build/tsan -j 2 --output-on-failure --timeout 300 \
-    -R '^(DynamicBatcherTest|BatchingTest|InstancesTest|ServerCoreTest|BackendLoaderTest)\.'
+    -R '^(DynamicBatcherTest|BatchingTest|InstancesTest|EnsembleTest|ServerCoreTest|BackendLoaderTest)\.'
 fi

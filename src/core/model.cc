@@ -227,8 +227,16 @@ Model::Model(std::shared_ptr<const inference::ModelConfig> config, int64_t versi
 Result<std::shared_ptr<Model>> Model::create(std::shared_ptr<const inference::ModelConfig> config,
                                              int64_t version,
                                              const std::filesystem::path& version_dir,
-                                             std::shared_ptr<Backend> backend) {
+                                             std::shared_ptr<Backend> backend,
+                                             Ensemble::Submit submit) {
   std::shared_ptr<Model> model(new Model(std::move(config), version, std::move(backend)));
+  if (model->config_->platform() == "ensemble") {
+    if (!submit) return internalError("ensemble '" + model->name() + "' created without a server");
+    BL_ASSIGN_OR_RETURN(model->ensemble_, Ensemble::create(*model->config_, std::move(submit)));
+    spdlog::info("ensemble '{}' version {} ready: {} steps", model->name(), version,
+                 model->ensemble_->steps().size());
+    return model;
+  }
   model->handle_.name = model->config_->name();
   model->handle_.version = version;
   model->handle_.version_path = version_dir.string();
@@ -439,11 +447,35 @@ void Model::enqueue(std::unique_ptr<InferenceRequest> request) {
     finish(std::move(request), status);
     return;
   }
+  if (ensemble_) {
+    ensemble_->run(std::move(request),
+                   [self = shared_from_this()](std::unique_ptr<InferenceRequest> done,
+                                               const Status& status) {
+                     self->ensembleDone(std::move(done), status);
+                   });
+    return;
+  }
   if (Status status = scheduler_->enqueue(request); !status.isOk()) {
     finish(std::move(request), status,
            status.code() == StatusCode::kUnavailable ? FailureReason::kRejected
                                                      : FailureReason::kOther);
   }
+}
+
+void Model::ensembleDone(std::unique_ptr<InferenceRequest> request, const Status& status) {
+  if (status.isOk()) {
+    const uint64_t end_ns = monotonicNowNs();
+    const uint64_t arrival_ns = steadyNs(request->arrival_time);
+    std::lock_guard lock(stats_mutex_);
+    stats_.last_inference_ms = wallClockMs();
+    stats_.inference_count += static_cast<uint64_t>(batchSizeOf(*request));
+    stats_.execution_count += 1;
+    add(stats_.success, end_ns - arrival_ns);
+    add(stats_.queue, 0);
+    add(stats_.compute_infer, end_ns - arrival_ns);
+    stats_.request_latency.observe(static_cast<double>(end_ns - arrival_ns) / 1000.0);
+  }
+  finish(std::move(request), status, FailureReason::kBackend);
 }
 
 void Model::completeNow(InferenceRequest& request, const Status& status) {
@@ -817,7 +849,7 @@ void Model::shutdown(std::chrono::steady_clock::time_point deadline) {
     for (auto& instance : instances_) {
       if (instance->thread.joinable()) instance->thread.join();
     }
-    if (model_state_ != nullptr) backend_->api().modelDestroy(model_state_);
+    if (model_state_ != nullptr && backend_) backend_->api().modelDestroy(model_state_);
     model_state_ = nullptr;
     spdlog::info("model '{}' version {} unloaded", name(), version_);
   });

@@ -30,6 +30,7 @@
 #include "beamline/core/inference.h"
 #include "beamline/core/server.h"
 #include "core/backend_loader.h"
+#include "core/ensemble.h"
 #include "core/scheduler.h"
 #include "model_config.pb.h"
 
@@ -42,13 +43,16 @@ struct ModelOutputSpec {
   std::string scatter_source;  // batch_output BATCH_SCATTER_WITH_INPUT_SHAPE: its source input
 };
 
-class Model {
+class Model : public std::enable_shared_from_this<Model> {
  public:
   // Creates the backend model state and every instance; fails without leaving threads behind.
+  // An ensemble (platform "ensemble") has no backend and no instances: its steps go to the other
+  // models through `submit`.
   static Result<std::shared_ptr<Model>> create(std::shared_ptr<const inference::ModelConfig> config,
                                                int64_t version,
                                                const std::filesystem::path& version_dir,
-                                               std::shared_ptr<Backend> backend);
+                                               std::shared_ptr<Backend> backend,
+                                               Ensemble::Submit submit = nullptr);
   ~Model();
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
@@ -133,6 +137,7 @@ class Model {
               FailureReason reason = FailureReason::kOther);
   void completeNow(InferenceRequest& request, const Status& status);
   const InputSpec* inputSpec(std::string_view name) const;
+  void ensembleDone(std::unique_ptr<InferenceRequest> request, const Status& status);
 
   std::shared_ptr<const inference::ModelConfig> config_;
   const int64_t version_;
@@ -147,6 +152,7 @@ class Model {
   bool preserve_ordering_ = false;
 
   std::unique_ptr<Scheduler> scheduler_;
+  std::shared_ptr<const Ensemble> ensemble_;  // set for platform "ensemble" (then no backend)
   std::vector<std::unique_ptr<Instance>> instances_;
 
   std::atomic<bool> accepting_{true};

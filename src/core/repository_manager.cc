@@ -15,10 +15,6 @@ namespace {
 
 // The plug-in that serves a config: `backend`, or the one a known `platform` maps to.
 Result<std::string> backendNameFor(const inference::ModelConfig& config) {
-  if (config.platform() == "ensemble") {
-    return unsupported("model '" + config.name() +
-                       "': ensembles (platform \"ensemble\") are not supported yet");
-  }
   if (!config.backend().empty()) return config.backend();
   if (config.platform() == "pytorch_libtorch") return std::string("pytorch");
   return invalidArg("model '" + config.name() + "': no backend for platform '" + config.platform() +
@@ -31,8 +27,9 @@ std::chrono::steady_clock::time_point deadlineIn(std::chrono::seconds s) {
 
 }  // namespace
 
-RepositoryManager::RepositoryManager(const ServerOptions& options, BackendRegistry& backends)
-    : options_(options), backends_(backends) {}
+RepositoryManager::RepositoryManager(const ServerOptions& options, BackendRegistry& backends,
+                                     Ensemble::Submit submit)
+    : options_(options), backends_(backends), submit_(std::move(submit)) {}
 
 RepositoryManager::~RepositoryManager() { stop(std::chrono::steady_clock::now()); }
 
@@ -138,7 +135,7 @@ void RepositoryManager::start() {
 }
 
 Status RepositoryManager::loadLocked(const std::string& name, const fs::path& directory,
-                                     const std::optional<std::string>& config_json) {
+                                     const std::optional<std::string>& config_json, int depth) {
   const std::string signature = signatureOf(directory);
   bool has_ready = false;
   {
@@ -191,10 +188,35 @@ Status RepositoryManager::loadLocked(const std::string& name, const fs::path& di
                             " matches the version policy (found " +
                             std::to_string(available->size()) + " numeric version directories)"));
   }
-  auto backend_name = backendNameFor(*config);
-  if (!backend_name.isOk()) return fail(backend_name.status());
-  auto backend = backends_.get(*backend_name);
-  if (!backend.isOk()) return fail(backend.status());
+  std::shared_ptr<Backend> backend;
+  if (config->platform() == "ensemble") {
+    // The steps' models are loaded first when they are not (explicit mode loads dependencies).
+    if (depth > 8) return fail(invalidArg("ensembles nested deeper than 8 levels"));
+    auto found = scan(nullptr);
+    for (const auto& step : config->ensemble_scheduling().step()) {
+      bool ready = false;
+      {
+        std::shared_lock lock(state_mutex_);
+        auto it = models_.find(step.model_name());
+        ready = it != models_.end() && it->second.state == ModelState::kReady;
+      }
+      if (ready || step.model_name() == name) continue;
+      auto dir = found.find(step.model_name());
+      if (dir == found.end()) {
+        return fail(notFound("ensemble step model '" + step.model_name() +
+                             "' is not in the model repositories"));
+      }
+      if (Status s = loadLocked(step.model_name(), dir->second, std::nullopt, depth + 1); !s.isOk()) {
+        return fail(Status(s.code(), "ensemble step: " + s.message()));
+      }
+    }
+  } else {
+    auto backend_name = backendNameFor(*config);
+    if (!backend_name.isOk()) return fail(backend_name.status());
+    auto opened = backends_.get(*backend_name);
+    if (!opened.isOk()) return fail(opened.status());
+    backend = std::move(opened).value();
+  }
 
   {
     std::unique_lock lock(state_mutex_);
@@ -215,7 +237,7 @@ Status RepositoryManager::loadLocked(const std::string& name, const fs::path& di
   std::string failures;
   for (int64_t v : selected) {
     const auto started = std::chrono::steady_clock::now();
-    auto model = Model::create(shared_config, v, directory / std::to_string(v), *backend);
+    auto model = Model::create(shared_config, v, directory / std::to_string(v), backend, submit_);
     VersionRecord record;
     if (model.isOk()) {
       record.state = ModelState::kReady;

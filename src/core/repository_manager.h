@@ -26,7 +26,9 @@ namespace beamline {
 
 class RepositoryManager {
  public:
-  RepositoryManager(const ServerOptions& options, BackendRegistry& backends);
+  // `submit` runs a request through the server; ensembles use it for their steps.
+  RepositoryManager(const ServerOptions& options, BackendRegistry& backends,
+                    Ensemble::Submit submit);
   ~RepositoryManager();
 
   // Loads what the control mode says to load at start-up and, in poll mode, starts polling.
@@ -67,7 +69,7 @@ class RepositoryManager {
   // name -> model directory, over every repository (first repository wins; a clash is an error).
   std::map<std::string, std::filesystem::path> scan(std::vector<std::string>* problems) const;
   Status loadLocked(const std::string& name, const std::filesystem::path& directory,
-                    const std::optional<std::string>& config_json);
+                    const std::optional<std::string>& config_json, int depth = 0);
   void unloadLocked(const std::string& name, std::chrono::steady_clock::time_point deadline,
                     const std::string& reason);
   void setModelState(const std::string& name, const std::filesystem::path& directory,
@@ -78,6 +80,7 @@ class RepositoryManager {
 
   const ServerOptions options_;
   BackendRegistry& backends_;
+  const Ensemble::Submit submit_;
 
   std::mutex load_mutex_;  // serialises load/unload/poll
   mutable std::shared_mutex state_mutex_;  // guards models_

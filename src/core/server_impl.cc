@@ -41,7 +41,8 @@ const char* Server::version() { return "0.1.0"; }
 
 std::vector<std::string> Server::extensions() {
   // Only what is implemented, in Triton's order.
-  return {"model_repository", "model_configuration", "parameters", "statistics"};
+  return {"model_repository", "schedule_policy", "model_configuration", "parameters",
+          "statistics"};
 }
 
 namespace {
@@ -50,7 +51,8 @@ class ServerImpl final : public Server {
  public:
   explicit ServerImpl(ServerOptions options)
       : options_(std::move(options)), backends_(options_.backend_directories),
-        repository_(options_, backends_) {}
+        repository_(options_, backends_,
+                    [this](std::unique_ptr<InferenceRequest> request) { infer(std::move(request)); }) {}
 
   ~ServerImpl() override { stop(); }
 
