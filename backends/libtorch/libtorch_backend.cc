@@ -22,6 +22,10 @@
 #include <c10/core/DeviceGuard.h>
 #include <c10/core/InferenceMode.h>
 #include <torch/cuda.h>
+#if BEAMLINE_TORCH_CUDA  // a CUDA-enabled LibTorch (set by CMake when c10_cuda exists)
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
 #include <torch/script.h>
 
 #include <algorithm>
@@ -171,6 +175,11 @@ struct InstanceState {
   std::string instance_name_;
   torch::Device device_{torch::kCPU};
   torch::jit::Module module_;  // the model's module for CPU instances, a device copy for GPU
+#if BEAMLINE_TORCH_CUDA
+  // Each GPU instance runs on a stream of its own, so instances on one GPU overlap and waiting for
+  // one instance's kernels never waits for another's.
+  std::optional<c10::cuda::CUDAStream> stream_;
+#endif
 };
 
 std::once_flag inter_op_once;
@@ -430,6 +439,10 @@ BlError* createInstance(const ModelState& model, BlInstance* instance, void** in
     state->device_ = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(device_id));
     state->module_ = model.module_.clone();
     state->module_.to(state->device_);
+#if BEAMLINE_TORCH_CUDA
+    state->stream_ = c10::cuda::getStreamFromPool(/*isHighPriority=*/false,
+                                                  static_cast<c10::DeviceIndex>(device_id));
+#endif
   } else {
     state->module_ = model.module_;  // shares the model's module object
   }
@@ -671,6 +684,10 @@ BlError* runBatch(InstanceState& instance, BlBatch* batch) {
   if (instance.device_.is_cuda()) {
     device_guard.emplace(instance.device_);
   }
+#if BEAMLINE_TORCH_CUDA
+  std::optional<c10::cuda::CUDAStreamGuard> stream_guard;
+  if (instance.stream_) stream_guard.emplace(*instance.stream_);
+#endif
 
   std::vector<c10::IValue> arguments(model.arguments_.size());
   std::vector<bool> bound(model.arguments_.size(), false);
@@ -717,7 +734,12 @@ BlError* runBatch(InstanceState& instance, BlBatch* batch) {
   // Module handles are shared; forward() on one module from several threads is safe.
   c10::IValue result = instance.module_.forward(std::move(arguments));
   if (instance.device_.is_cuda()) {
-    torch::cuda::synchronize(instance.device_.index());  // count the kernels as compute time
+    // Count the kernels as compute time: wait for this instance's stream only.
+#if BEAMLINE_TORCH_CUDA
+    instance.stream_->synchronize();
+#else
+    torch::cuda::synchronize(instance.device_.index());
+#endif
   }
   const uint64_t infer_end_ns = host->nowNs();
 
