@@ -41,8 +41,11 @@ const char* Server::version() { return "0.1.0"; }
 
 std::vector<std::string> Server::extensions() {
   // Only what is implemented, in Triton's order.
-  return {"model_repository", "schedule_policy", "model_configuration", "parameters",
-          "statistics"};
+  return {"model_repository", "schedule_policy", "model_configuration", "system_shared_memory",
+#if BEAMLINE_WITH_CUDA
+          "cuda_shared_memory",
+#endif
+          "parameters", "statistics"};
 }
 
 namespace {
@@ -50,7 +53,8 @@ namespace {
 class ServerImpl final : public Server {
  public:
   explicit ServerImpl(ServerOptions options)
-      : options_(std::move(options)), backends_(options_.backend_directories),
+      : options_(std::move(options)), shared_memory_(options_.allow_client_shm),
+        backends_(options_.backend_directories),
         repository_(options_, backends_,
                     [this](std::unique_ptr<InferenceRequest> request) { infer(std::move(request)); }) {}
 
@@ -143,6 +147,8 @@ class ServerImpl final : public Server {
     return repository_.unload(name);
   }
 
+  SharedMemoryManager& sharedMemory() override { return shared_memory_; }
+
   void infer(std::unique_ptr<InferenceRequest> request) override {
     request->arrival_time = std::chrono::steady_clock::now();
     if (stopping_.load(std::memory_order_acquire)) {
@@ -166,6 +172,7 @@ class ServerImpl final : public Server {
 
  private:
   const ServerOptions options_;
+  SharedMemoryManager shared_memory_;
   BackendRegistry backends_;
   RepositoryManager repository_;
   std::atomic<bool> started_{false};

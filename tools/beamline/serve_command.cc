@@ -35,6 +35,7 @@ struct ServeFlags {
   std::vector<std::string> backend_directories;
   int exit_timeout_secs = 30;
   bool strict_readiness = true;
+  bool allow_client_shm = false;
 };
 
 // Backend plug-ins live in <prefix>/backends in the build tree and in
@@ -98,6 +99,7 @@ int runServe(const ServeFlags& flags) {
   for (auto& d : defaultBackendDirectories()) options.backend_directories.push_back(d);
   options.exit_timeout = std::chrono::seconds(std::max(0, flags.exit_timeout_secs));
   options.strict_readiness = flags.strict_readiness;
+  options.allow_client_shm = flags.allow_client_shm;
 
   auto server = Server::create(options);
   if (!server.isOk()) {
@@ -211,6 +213,10 @@ void registerServeCommand(CLI::App& app, int& exit_code) {
       ->capture_default_str();
   serve->add_option("--strict-readiness", flags->strict_readiness,
                     "Report not-ready while any model is still loading")
+      ->capture_default_str();
+  serve->add_option("--allow-client-shm", flags->allow_client_shm,
+                    "Let clients register system (and, with CUDA, CUDA) shared memory regions "
+                    "for inputs and outputs; off by default, as in Triton")
       ->capture_default_str();
   serve->add_option("--log-verbose", flags->log_verbose,
                     "Verbose logging level; >= 1 logs every execution with its batch size")

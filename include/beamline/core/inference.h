@@ -69,6 +69,10 @@ struct InferenceRequest {
   uint64_t priority = 0;
   uint64_t timeout_us = 0;
 
+  // Whatever the input views need kept alive beyond the front end's own buffers (e.g. the shared
+  // memory regions they point into); released with the request.
+  std::vector<std::shared_ptr<const void>> keepalive;
+
   // Set by the core.
   std::chrono::steady_clock::time_point arrival_time{};
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();

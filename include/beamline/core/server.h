@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "beamline/core/inference.h"
+#include "beamline/core/shared_memory.h"
 #include "beamline/core/status.h"
 
 namespace inference {
@@ -39,6 +40,9 @@ struct ServerOptions {
   bool strict_readiness = true;
   // How long stop() waits for in-flight requests before it gives up.
   std::chrono::seconds exit_timeout{30};
+  // Whether clients may register shared memory regions (--allow-client-shm; off by default, as
+  // in Triton since 2026).
+  bool allow_client_shm = false;
 };
 
 enum class ModelState { kUnknown, kReady, kUnavailable, kLoading, kUnloading };
@@ -143,6 +147,9 @@ class Server {
   // Explicit mode only. `config_json`, when given, replaces the model's config.pbtxt.
   virtual Status loadModel(const std::string& name, const std::optional<std::string>& config_json) = 0;
   virtual Status unloadModel(const std::string& name, bool unload_dependents) = 0;
+
+  // The client shared-memory regions, shared by every front end.
+  virtual SharedMemoryManager& sharedMemory() = 0;
 
   // Runs one request. Always ends with exactly one call of request->sink->complete(), which may
   // happen before infer() returns (e.g. unknown model).

@@ -74,11 +74,7 @@ Status addRequestParameter(const std::string& name, const ParameterValue* value,
   return Status::ok();
 }
 
-Status checkInputParameter(std::string_view tensor_name, std::string_view key) {
-  if (startsWith(key, "shared_memory_")) {
-    return unsupported("input '" + std::string(tensor_name) +
-                       "' uses shared memory, which this server does not support yet");
-  }
+Status checkInputParameter(std::string_view /*tensor_name*/, std::string_view /*key*/) {
   return Status::ok();
 }
 
@@ -87,11 +83,43 @@ Status checkOutputParameter(std::string_view tensor_name, std::string_view key) 
     return unsupported("output '" + std::string(tensor_name) +
                        "': the classification extension is not supported");
   }
-  if (startsWith(key, "shared_memory_")) {
-    return unsupported("output '" + std::string(tensor_name) +
-                       "' uses shared memory, which this server does not support yet");
-  }
   return Status::ok();
+}
+
+bool isSharedMemoryParameter(std::string_view key) { return startsWith(key, "shared_memory_"); }
+
+Result<std::optional<SharedMemoryLocation>> sharedMemoryLocation(std::string_view tensor_name,
+                                                                 const Parameters& parameters) {
+  const std::string tensor(tensor_name);
+  auto integer = [&](std::string_view key) -> Result<std::optional<uint64_t>> {
+    auto it = parameters.find(key);
+    if (it == parameters.end()) return std::optional<uint64_t>();
+    if (const auto* u = std::get_if<uint64_t>(&it->second)) return std::optional<uint64_t>(*u);
+    if (const auto* i = std::get_if<int64_t>(&it->second); i != nullptr && *i >= 0) {
+      return std::optional<uint64_t>(static_cast<uint64_t>(*i));
+    }
+    return invalidArg("tensor '" + tensor + "': parameter '" + std::string(key) +
+                      "' must be a non-negative integer");
+  };
+  BL_ASSIGN_OR_RETURN(auto byte_size, integer("shared_memory_byte_size"));
+  BL_ASSIGN_OR_RETURN(auto offset, integer("shared_memory_offset"));
+  auto region = parameters.find("shared_memory_region");
+  if (region == parameters.end()) {
+    if (byte_size || offset) {
+      return invalidArg("tensor '" + tensor + "': shared_memory_byte_size or shared_memory_offset "
+                        "given without shared_memory_region");
+    }
+    return std::optional<SharedMemoryLocation>();
+  }
+  const auto* name = std::get_if<std::string>(&region->second);
+  if (name == nullptr || name->empty()) {
+    return invalidArg("tensor '" + tensor + "': shared_memory_region must be a region name");
+  }
+  if (!byte_size) {
+    return invalidArg("tensor '" + tensor + "': shared_memory_region '" + *name +
+                      "' needs shared_memory_byte_size");
+  }
+  return std::optional<SharedMemoryLocation>(SharedMemoryLocation{*name, offset.value_or(0), *byte_size});
 }
 
 Status loadFileParameterUnsupported(std::string_view key) {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -26,11 +27,24 @@ Status addRequestParameter(const std::string& name, const ParameterValue* value,
 Status addRequestParameter(const std::string& name, const ParameterValue* value,
                            InferenceRequest& request);
 
-// Input tensor parameter keys the server handles itself (shared_memory_*: UNSUPPORTED).
+// Input tensor parameter keys the server handles itself (shared_memory_* are read by
+// sharedMemoryLocation; nothing else is refused today).
 Status checkInputParameter(std::string_view tensor_name, std::string_view key);
-// Requested-output parameter keys the server handles itself (classification and shared_memory_*:
-// UNSUPPORTED).
+// Requested-output parameter keys the server handles itself (classification: UNSUPPORTED).
 Status checkOutputParameter(std::string_view tensor_name, std::string_view key);
+
+// Where a tensor lives in client shared memory, from its parameters shared_memory_region (string),
+// shared_memory_byte_size (required with a region) and shared_memory_offset (optional, default 0).
+struct SharedMemoryLocation {
+  std::string region;
+  uint64_t offset = 0;
+  uint64_t byte_size = 0;
+};
+// nullopt when the tensor does not use shared memory; INVALID_ARG (naming the tensor) for a
+// byte size or offset without a region, a missing byte size, or values of the wrong type.
+Result<std::optional<SharedMemoryLocation>> sharedMemoryLocation(std::string_view tensor_name,
+                                                                 const Parameters& parameters);
+bool isSharedMemoryParameter(std::string_view key);
 
 // A repository load-request parameter whose name starts with "file:" (model files sent with the
 // request): UNSUPPORTED, naming the parameter.

@@ -180,10 +180,26 @@ Status typedContentsToRaw(const inference::ModelInferRequest::InferInputTensor& 
   return Status::ok();
 }
 
-// Fills `request` from the wire message. Input data are views into `wire` (raw contents) or into
-// `typed_storage` (converted typed contents); both must outlive the request.
+// An output the client asked to receive in one of its shared memory regions.
+struct SharedMemoryOutput {
+  std::string name;
+  std::shared_ptr<const SharedMemoryRegion> region;  // kept mapped until the call ends
+  std::span<std::byte> window;
+};
+
+// What one call owns besides the wire messages: converted typed contents, and where outputs go.
+struct CallBuffers {
+  std::vector<std::string> typed_storage;
+  std::vector<SharedMemoryOutput> shm_outputs;
+};
+
+// Fills `request` from the wire message. Input data are views into `wire` (raw contents), into
+// `buffers` (converted typed contents) or into registered shared memory regions (kept alive by the
+// request); all outlive the request.
 Status translateRequest(const inference::ModelInferRequest& wire, InferenceRequest& request,
-                        std::vector<std::string>& typed_storage) {
+                        CallBuffers& buffers, const SharedMemoryManager& shared_memory) {
+  std::vector<std::string>& typed_storage = buffers.typed_storage;
+  buffers.shm_outputs.clear();
   request.model_name = wire.model_name();
   BL_ASSIGN_OR_RETURN(request.model_version, parseVersion(wire.model_version()));
   request.id = wire.id();
@@ -200,13 +216,21 @@ Status translateRequest(const inference::ModelInferRequest& wire, InferenceReque
       }
     }
   }
-  if (raw && wire.raw_input_contents_size() != wire.inputs_size()) {
-    return invalidArg("the request has " + std::to_string(wire.inputs_size()) + " inputs but " +
+  // Inputs in shared memory take no raw_input_contents entry (Triton walks the raw entries with an
+  // index that skips them).
+  int shm_inputs = 0;
+  for (const auto& in : wire.inputs()) {
+    if (in.parameters().count("shared_memory_region") > 0) ++shm_inputs;
+  }
+  if (raw && wire.raw_input_contents_size() != wire.inputs_size() - shm_inputs) {
+    return invalidArg("the request has " + std::to_string(wire.inputs_size() - shm_inputs) +
+                      " inputs outside shared memory but " +
                       std::to_string(wire.raw_input_contents_size()) +
-                      " raw_input_contents entries; send one entry per input, in order");
+                      " raw_input_contents entries; send one entry per such input, in order");
   }
   typed_storage.clear();
-  typed_storage.reserve(raw ? 0 : wire.inputs_size());  // no reallocation: views stay valid
+  typed_storage.reserve(wire.inputs_size());  // no reallocation: views stay valid
+  int raw_index = 0;
   request.inputs.resize(wire.inputs_size());
   for (int i = 0; i < wire.inputs_size(); ++i) {
     const auto& in = wire.inputs(i);
@@ -224,8 +248,32 @@ Status translateRequest(const inference::ModelInferRequest& wire, InferenceReque
       BL_ASSIGN_OR_RETURN(auto converted, fromWire(key, value));
       input.parameters.emplace(key, std::move(converted));
     }
+    BL_ASSIGN_OR_RETURN(auto location, sharedMemoryLocation(in.name(), input.parameters));
+    if (location) {
+      if (in.has_contents()) {
+        return invalidArg("input '" + in.name() +
+                          "' is in shared memory and must not also carry contents");
+      }
+      BL_ASSIGN_OR_RETURN(auto region, shared_memory.find(location->region));
+      if (region->isCuda()) {
+        // Device memory: copied once to the host for the backends, which read host memory.
+        std::string& storage = typed_storage.emplace_back();
+        storage.resize(location->byte_size);
+        BL_RETURN_IF_ERROR(region->copyToHost(location->offset, location->byte_size,
+                                              reinterpret_cast<std::byte*>(storage.data())));
+        input.data = std::as_bytes(std::span(storage.data(), storage.size()));
+      } else {
+        BL_ASSIGN_OR_RETURN(auto window, region->range(location->offset, location->byte_size));
+        input.data = window;
+        request.keepalive.push_back(region);
+      }
+      for (auto it = input.parameters.begin(); it != input.parameters.end();) {
+        it = isSharedMemoryParameter(it->first) ? input.parameters.erase(it) : std::next(it);
+      }
+      continue;
+    }
     if (raw) {
-      const std::string& bytes = wire.raw_input_contents(i);
+      const std::string& bytes = wire.raw_input_contents(raw_index++);
       input.data = std::as_bytes(std::span(bytes.data(), bytes.size()));
       continue;
     }
@@ -241,13 +289,28 @@ Status translateRequest(const inference::ModelInferRequest& wire, InferenceReque
   }
   request.requested_outputs.reserve(wire.outputs_size());
   for (const auto& out : wire.outputs()) {
+    Parameters parameters;
     for (const auto& [key, value] : out.parameters()) {
       BL_RETURN_IF_ERROR(checkOutputParameter(out.name(), key));
+      if (!isSharedMemoryParameter(key)) continue;
+      BL_ASSIGN_OR_RETURN(auto converted, fromWire(key, value));
+      parameters.emplace(key, std::move(converted));
+    }
+    BL_ASSIGN_OR_RETURN(auto location, sharedMemoryLocation(out.name(), parameters));
+    if (location) {
+      BL_ASSIGN_OR_RETURN(auto region, shared_memory.find(location->region));
+      if (region->isCuda()) {
+        return unsupported("output '" + out.name() +
+                           "': CUDA shared memory outputs are not supported yet");
+      }
+      BL_ASSIGN_OR_RETURN(auto window, region->range(location->offset, location->byte_size));
+      buffers.shm_outputs.push_back({out.name(), region, window});
     }
     request.requested_outputs.push_back(out.name());
   }
   return Status::ok();
 }
+
 
 // Appends one output to a response message and returns where its bytes go.
 std::byte* addOutput(inference::ModelInferResponse& response, std::string_view name,
@@ -259,6 +322,26 @@ std::byte* addOutput(inference::ModelInferResponse& response, std::string_view n
   std::string* raw = response.add_raw_output_contents();
   raw->resize(byte_size);
   return reinterpret_cast<std::byte*>(raw->data());
+}
+
+// Where one output's bytes go: the client's shared memory window when it asked for one (the
+// response then carries the output's metadata and an empty raw entry, as Triton's does), else a
+// new raw_output_contents entry.
+Result<std::byte*> allocateResponseOutput(inference::ModelInferResponse& response,
+                                          const CallBuffers& buffers, std::string_view name,
+                                          DataType datatype, std::span<const int64_t> shape,
+                                          uint64_t byte_size) {
+  for (const auto& shm : buffers.shm_outputs) {
+    if (shm.name != name) continue;
+    if (byte_size > shm.window.size()) {
+      return invalidArg("output '" + shm.name + "' needs " + std::to_string(byte_size) +
+                        " bytes but its shared memory window in region '" + shm.region->name() +
+                        "' has " + std::to_string(shm.window.size()));
+    }
+    addOutput(response, name, datatype, shape, 0);
+    return shm.window.data();
+  }
+  return addOutput(response, name, datatype, shape, byte_size);
 }
 
 void finishResponse(inference::ModelInferResponse& response, const inference::ModelInferRequest& wire,
@@ -280,7 +363,7 @@ class UnaryInferCall final : public ResponseSink {
 
   Result<std::byte*> allocateOutput(std::string_view name, DataType datatype,
                                     std::span<const int64_t> shape, uint64_t byte_size) override {
-    return addOutput(*response_, name, datatype, shape, byte_size);
+    return allocateResponseOutput(*response_, buffers, name, datatype, shape, byte_size);
   }
 
   void complete(const Status& status, int64_t model_version) override {
@@ -294,7 +377,7 @@ class UnaryInferCall final : public ResponseSink {
     delete this;
   }
 
-  std::vector<std::string> typed_storage;
+  CallBuffers buffers;
 
  private:
   grpc::ServerUnaryReactor* reactor_;
@@ -353,11 +436,12 @@ class StreamInferReactor final
     inference::ModelInferRequest wire;
     std::unique_ptr<inference::ModelStreamInferResponse> response =
         std::make_unique<inference::ModelStreamInferResponse>();
-    std::vector<std::string> typed_storage;
+    CallBuffers buffers;
 
     Result<std::byte*> allocateOutput(std::string_view name, DataType datatype,
                                       std::span<const int64_t> shape, uint64_t byte_size) override {
-      return addOutput(*response->mutable_infer_response(), name, datatype, shape, byte_size);
+      return allocateResponseOutput(*response->mutable_infer_response(), buffers, name, datatype,
+                                    shape, byte_size);
     }
     void complete(const Status& status, int64_t model_version) override {
       stream->completed(this, status, model_version);
@@ -372,7 +456,7 @@ class StreamInferReactor final
 
   void submit(Call& call) {
     auto request = std::make_unique<InferenceRequest>();
-    Status status = translateRequest(call.wire, *request, call.typed_storage);
+    Status status = translateRequest(call.wire, *request, call.buffers, server_.sharedMemory());
     if (!status.isOk()) {
       completed(&call, status, -1);
       return;
@@ -585,51 +669,59 @@ class InferenceService final : public inference::GRPCInferenceService::CallbackS
     return finishNow(context, server_.unloadModel(request->model_name(), dependents));
   }
 
-  // Shared memory is not supported yet. "Unregister all" (an empty name) succeeds and the status
-  // lists no regions, as clients such as perf_analyzer call them unconditionally.
+  // Client shared memory: the regions live in the core (shared with the HTTP front end).
   grpc::ServerUnaryReactor* SystemSharedMemoryStatus(
       grpc::CallbackServerContext* context, const inference::SystemSharedMemoryStatusRequest* request,
-      inference::SystemSharedMemoryStatusResponse*) override {
-    if (!request->name().empty()) {
-      return finishNow(context, sharedMemoryRegionNotFound("system", request->name()));
+      inference::SystemSharedMemoryStatusResponse* response) override {
+    auto regions = server_.sharedMemory().systemStatus(request->name());
+    if (!regions.isOk()) return finishNow(context, regions.status());
+    for (const auto& region : *regions) {
+      auto& out = (*response->mutable_regions())[region.name];
+      out.set_name(region.name);
+      out.set_key(region.key);
+      out.set_offset(region.offset);
+      out.set_byte_size(region.byte_size);
     }
     return finishNow(context, Status::ok());
   }
   grpc::ServerUnaryReactor* SystemSharedMemoryRegister(
-      grpc::CallbackServerContext* context, const inference::SystemSharedMemoryRegisterRequest*,
+      grpc::CallbackServerContext* context, const inference::SystemSharedMemoryRegisterRequest* request,
       inference::SystemSharedMemoryRegisterResponse*) override {
-    return finishNow(context, sharedMemoryRegisterUnsupported("system"));
+    return finishNow(context, server_.sharedMemory().registerSystem(
+                                  request->name(), request->key(), request->offset(),
+                                  request->byte_size()));
   }
   grpc::ServerUnaryReactor* SystemSharedMemoryUnregister(
       grpc::CallbackServerContext* context,
       const inference::SystemSharedMemoryUnregisterRequest* request,
       inference::SystemSharedMemoryUnregisterResponse*) override {
-    if (!request->name().empty()) {
-      return finishNow(context, sharedMemoryRegionNotFound("system", request->name()));
-    }
-    return finishNow(context, Status::ok());
+    return finishNow(context, server_.sharedMemory().unregisterSystem(request->name()));
   }
   grpc::ServerUnaryReactor* CudaSharedMemoryStatus(
       grpc::CallbackServerContext* context, const inference::CudaSharedMemoryStatusRequest* request,
-      inference::CudaSharedMemoryStatusResponse*) override {
-    if (!request->name().empty()) {
-      return finishNow(context, sharedMemoryRegionNotFound("CUDA", request->name()));
+      inference::CudaSharedMemoryStatusResponse* response) override {
+    auto regions = server_.sharedMemory().cudaStatus(request->name());
+    if (!regions.isOk()) return finishNow(context, regions.status());
+    for (const auto& region : *regions) {
+      auto& out = (*response->mutable_regions())[region.name];
+      out.set_name(region.name);
+      out.set_device_id(static_cast<uint64_t>(region.device_id));
+      out.set_byte_size(region.byte_size);
     }
     return finishNow(context, Status::ok());
   }
   grpc::ServerUnaryReactor* CudaSharedMemoryRegister(
-      grpc::CallbackServerContext* context, const inference::CudaSharedMemoryRegisterRequest*,
+      grpc::CallbackServerContext* context, const inference::CudaSharedMemoryRegisterRequest* request,
       inference::CudaSharedMemoryRegisterResponse*) override {
-    return finishNow(context, sharedMemoryRegisterUnsupported("CUDA"));
+    return finishNow(context, server_.sharedMemory().registerCuda(
+                                  request->name(), request->raw_handle(), request->device_id(),
+                                  request->byte_size()));
   }
   grpc::ServerUnaryReactor* CudaSharedMemoryUnregister(
       grpc::CallbackServerContext* context,
       const inference::CudaSharedMemoryUnregisterRequest* request,
       inference::CudaSharedMemoryUnregisterResponse*) override {
-    if (!request->name().empty()) {
-      return finishNow(context, sharedMemoryRegionNotFound("CUDA", request->name()));
-    }
-    return finishNow(context, Status::ok());
+    return finishNow(context, server_.sharedMemory().unregisterCuda(request->name()));
   }
 
   grpc::ServerUnaryReactor* ModelInfer(grpc::CallbackServerContext* context,
@@ -638,7 +730,7 @@ class InferenceService final : public inference::GRPCInferenceService::CallbackS
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
     auto* call = new UnaryInferCall(reactor, wire, response);  // deletes itself in complete()
     auto request = std::make_unique<InferenceRequest>();
-    Status status = translateRequest(*wire, *request, call->typed_storage);
+    Status status = translateRequest(*wire, *request, call->buffers, server_.sharedMemory());
     if (!status.isOk()) {
       call->complete(status, -1);
       return reactor;
