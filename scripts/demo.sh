@@ -22,6 +22,7 @@ trap cleanup EXIT
 
 echo "== starting beamline serve on a free loopback port"
 "$BIN" serve --model-repository "$REPO" --grpc-address 127.0.0.1 --grpc-port 0 \
+  --allow-client-shm true \
   >"$WORK/server.out" 2>"$WORK/server.log" &
 SERVER_PID=$!
 for _ in $(seq 1 600); do
@@ -48,6 +49,17 @@ for model in identity_int64 identity_bool identity_fp16; do
 done
 run "identity_bytes: BYTES round trip" -m identity_bytes --shape INPUT__0=3 --print
 run "cnn_patch: 200 requests of 8 patches, latency" -m cnn_patch -b 8 --count 200
+
+# The event-processing demo: a mini framework (TBB, 2 streams, acquire/produce) classifying 1000
+# patches per event through beamline's EventClient (Async; shared memory with this local server),
+# after checking 16 reference patches against in-process PyTorch.
+echo; echo "== framework demo: 4 events x 1000 patches, 2 streams, Async, through the client"
+if "$ROOT/build/${BEAMLINE_PRESET:-release}/bin/beamline_framework_demo" --server "$URL" \
+    --reference "$REF" --events 4 --patches 1000 --streams 2 --mode Async; then
+  RESULTS+=("PASS  framework demo (EventClient, 2 streams, reference patches)")
+else
+  RESULTS+=("FAIL  framework demo (EventClient, 2 streams, reference patches)")
+fi
 
 echo; echo "== summary"
 printf '   %s\n' "${RESULTS[@]}"

@@ -4,7 +4,8 @@
 #      binary on free loopback ports, NVIDIA's tritonclient as the client);
 #   2. the AddressSanitizer + UndefinedBehaviorSanitizer build (no LibTorch): the unit tests and
 #      every black-box test that does not need LibTorch, failing on any sanitizer report;
-#   3. the ThreadSanitizer build: the scheduler, batching, instance and core tests.
+#   3. the ThreadSanitizer build: the scheduler, batching, instance and core tests, and the
+#      event-processing client (EventClient, ServerRegistry; in-process and fake endpoints).
 # `.ci/run` runs exactly this. BEAMLINE_SKIP_SANITIZERS=1 skips stage 2; extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,10 +30,10 @@ if [[ "${BEAMLINE_SKIP_SANITIZERS:-0}" != 1 ]]; then
 
   echo "== [tsan] scheduler, batching and core tests under ThreadSanitizer"
   [[ -f build/tsan/build.ninja ]] || cmake --preset tsan >/dev/null
-  TSAN_TESTS=(test_dynamic_batcher test_batching test_ensemble test_server_core)
+  TSAN_TESTS=(test_dynamic_batcher test_batching test_ensemble test_server_core test_client_event)
   cmake --build build/tsan -- -j "${BEAMLINE_JOBS:-2}" "${TSAN_TESTS[@]}" \
     beamline_backend_identity beamline_backend_bad_version
   TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" BEAMLINE_BACKEND_DIR=$ROOT/build/tsan/backends \
     ctest --test-dir build/tsan -j 2 --output-on-failure --timeout 300 \
-    -R '^(DynamicBatcherTest|BatchingTest|InstancesTest|EnsembleTest|ServerCoreTest|BackendLoaderTest)\.'
+    -R '^(DynamicBatcherTest|BatchingTest|InstancesTest|EnsembleTest|ServerCoreTest|BackendLoaderTest|EventClientTest|ServerRegistryTest|Modes/RetryTest|EventClientConfigTest|RequestEncodingTest|InferRequestSharedMemoryTest|InferResultSharedMemoryTest|SharedMemoryRegionTest)\.'
 fi

@@ -7,7 +7,10 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <mutex>
+#include <sstream>
+#include <thread>
 #include <type_traits>
 
 #include "grpc_service.grpc.pb.h"
@@ -175,6 +178,28 @@ std::string normalizeTarget(std::string_view url) {
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
+// Compression names
+
+Result<Compression> parseCompression(std::string_view text) {
+  if (text.empty() || text == "none") return Compression::kNone;
+  if (text == "gzip") return Compression::kGzip;
+  if (text == "deflate") return Compression::kDeflate;
+  return invalidArg("unknown compression " + quoted(text) + " (none, gzip or deflate)");
+}
+
+std::string_view compressionName(Compression compression) {
+  switch (compression) {
+    case Compression::kGzip:
+      return "gzip";
+    case Compression::kDeflate:
+      return "deflate";
+    case Compression::kNone:
+      break;
+  }
+  return "none";
+}
+
+// ---------------------------------------------------------------------------------------------
 // Parameters and status mapping
 
 void toInferParameter(const ParameterValue& value, inference::InferParameter& out) {
@@ -258,6 +283,49 @@ Status statusFromGrpc(int grpc_code, std::string_view grpc_message, std::string_
 // ---------------------------------------------------------------------------------------------
 // InferRequest
 
+InferRequest::InferRequest(const InferRequest& other)
+    : request_(other.request_), datatypes_(other.datatypes_), raw_slots_(other.raw_slots_) {}
+
+InferRequest::InferRequest(InferRequest&& other) noexcept {
+  other.waitUntilUnpinned();
+  request_.Swap(&other.request_);
+  datatypes_ = std::move(other.datatypes_);
+  raw_slots_ = std::move(other.raw_slots_);
+}
+
+InferRequest& InferRequest::operator=(const InferRequest& other) {
+  if (this != &other) {
+    waitUntilUnpinned();
+    request_ = other.request_;
+    datatypes_ = other.datatypes_;
+    raw_slots_ = other.raw_slots_;
+  }
+  return *this;
+}
+
+InferRequest& InferRequest::operator=(InferRequest&& other) noexcept {
+  if (this != &other) {
+    waitUntilUnpinned();
+    other.waitUntilUnpinned();
+    request_.Swap(&other.request_);
+    datatypes_ = std::move(other.datatypes_);
+    raw_slots_ = std::move(other.raw_slots_);
+  }
+  return *this;
+}
+
+InferRequest::~InferRequest() { waitUntilUnpinned(); }
+
+bool InferRequest::waitUntilUnpinned(std::chrono::milliseconds limit) const {
+  if (pins_.load(std::memory_order_acquire) == 0) return true;
+  const auto deadline = Clock::now() + limit;
+  while (pins_.load(std::memory_order_acquire) != 0) {
+    if (Clock::now() > deadline) return false;
+    std::this_thread::yield();
+  }
+  return true;
+}
+
 void InferRequest::setModel(std::string_view name, std::string_view version) {
   request_.set_model_name(std::string(name));
   request_.set_model_version(std::string(version));
@@ -272,9 +340,59 @@ size_t InferRequest::addInput(std::string_view name, DataType datatype,
   input->set_datatype(std::string(dataTypeWireName(datatype)));
   input->mutable_shape()->Clear();
   input->mutable_shape()->Add(shape.begin(), shape.end());
+  raw_slots_.push_back(request_.raw_input_contents_size());
   request_.add_raw_input_contents()->clear();  // may be a recycled string; keeps its capacity
   datatypes_.push_back(datatype);
   return datatypes_.size() - 1;
+}
+
+size_t InferRequest::addSharedMemoryInput(std::string_view name, DataType datatype,
+                                          std::span<const int64_t> shape, std::string_view region,
+                                          uint64_t offset, uint64_t byte_size) {
+  auto* input = request_.add_inputs();
+  input->set_name(std::string(name));
+  input->set_datatype(std::string(dataTypeWireName(datatype)));
+  input->mutable_shape()->Clear();
+  input->mutable_shape()->Add(shape.begin(), shape.end());
+  auto& parameters = *input->mutable_parameters();
+  parameters["shared_memory_region"].set_string_param(std::string(region));
+  parameters["shared_memory_offset"].set_int64_param(static_cast<int64_t>(offset));
+  parameters["shared_memory_byte_size"].set_int64_param(static_cast<int64_t>(byte_size));
+  raw_slots_.push_back(-1);
+  datatypes_.push_back(datatype);
+  return datatypes_.size() - 1;
+}
+
+bool InferRequest::inputInSharedMemory(size_t index) const {
+  return index < raw_slots_.size() && raw_slots_[index] < 0;
+}
+
+std::string* InferRequest::rawInput(size_t index) {
+  const int slot = raw_slots_[index];
+  return slot < 0 ? nullptr : request_.mutable_raw_input_contents(slot);
+}
+
+const std::string* InferRequest::rawInput(size_t index) const {
+  const int slot = raw_slots_[index];
+  return slot < 0 ? nullptr : &request_.raw_input_contents(slot);
+}
+
+Result<std::span<std::byte>> InferRequest::mutableInputData(size_t index, size_t byte_size) {
+  BL_RETURN_IF_ERROR(checkInputIndex(index));
+  std::string* raw = rawInput(index);
+  if (raw == nullptr) {
+    return invalidArg("input " + quoted(request_.inputs(static_cast<int>(index)).name()) +
+                      " lives in shared memory; it has no raw buffer");
+  }
+  waitUntilUnpinned();
+  if (raw->size() != byte_size) raw->resize(byte_size);
+  return std::span<std::byte>(reinterpret_cast<std::byte*>(raw->data()), raw->size());
+}
+
+std::span<const std::byte> InferRequest::inputData(size_t index) const {
+  if (index >= raw_slots_.size()) return {};
+  const std::string* raw = rawInput(index);
+  return raw == nullptr ? std::span<const std::byte>() : asBytes(*raw);
 }
 
 Result<size_t> InferRequest::inputIndex(std::string_view name) const {
@@ -309,11 +427,16 @@ Status InferRequest::setInputShape(size_t index, std::span<const int64_t> shape)
 Status InferRequest::setInputData(size_t index, std::span<const std::byte> data) {
   BL_RETURN_IF_ERROR(checkInputIndex(index));
   const auto& input = request_.inputs(static_cast<int>(index));
+  std::string* raw = rawInput(index);
+  if (raw == nullptr) {
+    return invalidArg("input " + quoted(input.name()) + " lives in shared memory; write the data "
+                      "into the region instead");
+  }
   BL_RETURN_IF_ERROR(checkTensorData(datatypes_[index], dims(input.shape()), data,
                                      "input " + quoted(input.name())));
   // assign() reuses the string's capacity when the new data fits.
-  request_.mutable_raw_input_contents(static_cast<int>(index))
-      ->assign(reinterpret_cast<const char*>(data.data()), data.size());
+  waitUntilUnpinned();
+  raw->assign(reinterpret_cast<const char*>(data.data()), data.size());
   return Status::ok();
 }
 
@@ -335,7 +458,11 @@ Status InferRequest::setInputBytes(size_t index, std::span<const std::string_vie
       return invalidArg("input " + quoted(input.name()) + ": a BYTES element exceeds 4 GiB");
     }
   }
-  std::string* raw = request_.mutable_raw_input_contents(static_cast<int>(index));
+  std::string* raw = rawInput(index);
+  if (raw == nullptr) {
+    return invalidArg("input " + quoted(input.name()) + " lives in shared memory");
+  }
+  waitUntilUnpinned();
   raw->clear();
   raw->reserve(serializedBytesSize(elements));
   for (std::string_view element : elements) appendBytesElement(*raw, element);
@@ -367,6 +494,16 @@ Status InferRequest::setOutputParameter(size_t index, std::string_view name,
   return Status::ok();
 }
 
+Status InferRequest::setOutputSharedMemory(size_t index, std::string_view region, uint64_t offset,
+                                           uint64_t byte_size) {
+  BL_RETURN_IF_ERROR(
+      setOutputParameter(index, "shared_memory_region", ParameterValue(std::string(region))));
+  BL_RETURN_IF_ERROR(setOutputParameter(index, "shared_memory_offset",
+                                        ParameterValue(static_cast<int64_t>(offset))));
+  return setOutputParameter(index, "shared_memory_byte_size",
+                            ParameterValue(static_cast<int64_t>(byte_size)));
+}
+
 void InferRequest::clearOutputs() { request_.clear_outputs(); }
 
 void InferRequest::setParameter(std::string_view name, const ParameterValue& value) {
@@ -377,20 +514,46 @@ void InferRequest::clearParameters() { request_.clear_parameters(); }
 
 void InferRequest::reset() {
   // Clear() keeps the repeated elements (and their string capacity) for reuse by the next add.
+  waitUntilUnpinned();
   request_.Clear();
   datatypes_.clear();
+  raw_slots_.clear();
 }
 
 Status InferRequest::validate() const {
   if (request_.model_name().empty()) return invalidArg("the request names no model");
-  if (request_.raw_input_contents_size() != request_.inputs_size()) {
+  int raw_inputs = 0;
+  for (int slot : raw_slots_) raw_inputs += slot >= 0 ? 1 : 0;
+  if (static_cast<size_t>(request_.inputs_size()) != raw_slots_.size() ||
+      request_.raw_input_contents_size() != raw_inputs) {
     return invalidArg("raw_input_contents does not match the inputs; use addInput()");
   }
   for (int i = 0; i < request_.inputs_size(); ++i) {
     const auto& input = request_.inputs(i);
-    BL_RETURN_IF_ERROR(checkTensorData(datatypes_[static_cast<size_t>(i)], dims(input.shape()),
-                                       asBytes(request_.raw_input_contents(i)),
-                                       "input " + quoted(input.name())));
+    const size_t index = static_cast<size_t>(i);
+    const std::string* raw = rawInput(index);
+    if (raw != nullptr) {
+      BL_RETURN_IF_ERROR(checkTensorData(datatypes_[index], dims(input.shape()), asBytes(*raw),
+                                         "input " + quoted(input.name())));
+      continue;
+    }
+    // Shared memory: the declared byte size must match the shape (BYTES cannot be checked here).
+    if (datatypes_[index] == DataType::kBytes) continue;
+    auto expected = fixedByteSize(datatypes_[index], dims(input.shape()));
+    if (!expected.isOk()) {
+      return invalidArg("input " + quoted(input.name()) + ": " + expected.status().message());
+    }
+    const auto found = input.parameters().find("shared_memory_byte_size");
+    const uint64_t declared = found == input.parameters().end()
+                                  ? 0
+                                  : static_cast<uint64_t>(found->second.int64_param());
+    if (declared != *expected) {
+      return invalidArg("input " + quoted(input.name()) + ": shared_memory_byte_size " +
+                        std::to_string(declared) + ", but " +
+                        std::string(dataTypeWireName(datatypes_[index])) + " " +
+                        shapeToString(dims(input.shape())) + " needs " +
+                        std::to_string(*expected));
+    }
   }
   return Status::ok();
 }
@@ -398,10 +561,40 @@ Status InferRequest::validate() const {
 // ---------------------------------------------------------------------------------------------
 // InferResult
 
+void InferResult::bindSharedMemoryOutput(std::string_view name,
+                                         std::span<const std::byte> memory) {
+  for (auto& [bound_name, bound_memory] : shm_outputs_) {
+    if (bound_name == name) {
+      bound_memory = memory;
+      return;
+    }
+  }
+  shm_outputs_.emplace_back(name, memory);
+}
+
 Status InferResult::prepare() {
   outputs_.clear();
   converted_.clear();
   const int raw_count = response_.raw_output_contents_size();
+  // Outputs written into shared memory by the server: some servers send an empty raw entry for
+  // them (keeping raw entries positional), others none. Both layouts are accepted.
+  auto boundMemory = [this](const std::string& name) -> const std::span<const std::byte>* {
+    for (const auto& [bound_name, memory] : shm_outputs_) {
+      if (bound_name == name) return &memory;
+    }
+    return nullptr;
+  };
+  int raw_needed = 0;
+  int shm_outputs = 0;
+  for (const auto& output : response_.outputs()) {
+    if (output.has_contents() && hasTypedContents(output.contents())) continue;
+    if (!shm_outputs_.empty() && boundMemory(output.name()) != nullptr) {
+      ++shm_outputs;
+    } else {
+      ++raw_needed;
+    }
+  }
+  const bool shm_take_raw_entries = shm_outputs > 0 && raw_count == raw_needed + shm_outputs;
   int next_raw = 0;
   for (const auto& output : response_.outputs()) {
     const std::string what = "response output " + quoted(output.name());
@@ -412,11 +605,23 @@ Status InferResult::prepare() {
     OutputEntry entry;
     entry.datatype = *datatype;
     // As Triton does for inputs: outputs with typed contents do not take a raw entry.
+    const std::span<const std::byte>* bound =
+        shm_outputs_.empty() ? nullptr : boundMemory(output.name());
     if (output.has_contents() && hasTypedContents(output.contents())) {
       auto converted = convertTypedContents(*datatype, output.contents());
       if (!converted.isOk()) return converted.status().withContext(what);
       converted_.push_back(std::move(converted).value());
       entry.data = converted_.back();  // moving the vector later keeps its heap buffer
+    } else if (bound != nullptr) {
+      if (shm_take_raw_entries) ++next_raw;
+      auto size = fixedByteSize(entry.datatype, dims(output.shape()));
+      if (!size.isOk()) return internalError(what + ": " + size.status().message());
+      if (*size > bound->size()) {
+        return internalError(what + ": " + std::to_string(*size) + " bytes for shape " +
+                             shapeToString(dims(output.shape())) + " exceed its " +
+                             std::to_string(bound->size()) + "-byte shared-memory slot");
+      }
+      entry.data = bound->first(*size);
     } else if (next_raw < raw_count) {
       entry.data = asBytes(response_.raw_output_contents(next_raw++));
     }
@@ -441,6 +646,20 @@ Result<OutputView> InferResult::output(size_t index) const {
   view.name = output.name();
   view.datatype = outputs_[index].datatype;
   view.shape.assign(output.shape().begin(), output.shape().end());
+  view.data = outputs_[index].data;
+  return view;
+}
+
+Result<TensorView> InferResult::tensor(size_t index) const {
+  if (index >= outputs_.size()) {
+    return notFound("output index " + std::to_string(index) + " out of range (" +
+                    std::to_string(outputs_.size()) + " outputs)");
+  }
+  const auto& output = response_.outputs(static_cast<int>(index));
+  TensorView view;
+  view.name = output.name();
+  view.datatype = outputs_[index].datatype;
+  view.shape = dims(output.shape());
   view.data = outputs_[index].data;
   return view;
 }
@@ -479,11 +698,39 @@ struct GrpcClient::Impl {
 
 namespace {
 
-void configureContext(grpc::ClientContext& context, const ClientOptions& options) {
-  if (options.timeout.count() > 0) {
-    context.set_deadline(std::chrono::system_clock::now() + options.timeout);
+grpc_compression_algorithm toGrpcCompression(Compression compression) {
+  switch (compression) {
+    case Compression::kGzip:
+      return GRPC_COMPRESS_GZIP;
+    case Compression::kDeflate:
+      return GRPC_COMPRESS_DEFLATE;
+    case Compression::kNone:
+      break;
+  }
+  return GRPC_COMPRESS_NONE;
+}
+
+void configureContext(grpc::ClientContext& context, const ClientOptions& options,
+                      const CallOptions* call = nullptr) {
+  const auto timeout = call != nullptr && call->timeout ? *call->timeout : options.timeout;
+  if (timeout.count() > 0) context.set_deadline(std::chrono::system_clock::now() + timeout);
+  if (call != nullptr && call->compression) {
+    context.set_compression_algorithm(toGrpcCompression(*call->compression));
   }
   for (const auto& [key, value] : options.headers) context.AddMetadata(key, value);
+}
+
+std::chrono::microseconds effectiveTimeout(const ClientOptions& options, const CallOptions* call) {
+  return call != nullptr && call->timeout ? *call->timeout : options.timeout;
+}
+
+Result<std::string> readPemFile(const std::string& path, std::string_view what) {
+  if (path.empty()) return std::string();
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return invalidArg("cannot read the TLS " + std::string(what) + " file " + quoted(path));
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
 }
 
 void logLine(const ClientOptions& options, const std::string& line) {
@@ -539,9 +786,20 @@ Result<std::unique_ptr<GrpcClient>> GrpcClient::create(ClientOptions options) {
       arguments.SetCompressionAlgorithm(GRPC_COMPRESS_DEFLATE);
       break;
   }
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
+  if (options.tls.enabled) {
+    grpc::SslCredentialsOptions ssl;
+    BL_ASSIGN_OR_RETURN(ssl.pem_root_certs,
+                        readPemFile(options.tls.root_certificates, "root certificates"));
+    BL_ASSIGN_OR_RETURN(ssl.pem_private_key, readPemFile(options.tls.private_key, "private key"));
+    BL_ASSIGN_OR_RETURN(ssl.pem_cert_chain,
+                        readPemFile(options.tls.certificate_chain, "certificate chain"));
+    credentials = grpc::SslCredentials(ssl);
+  } else {
+    credentials = grpc::InsecureChannelCredentials();
+  }
   auto impl = std::make_unique<Impl>();
-  impl->channel =
-      grpc::CreateCustomChannel(options.url, grpc::InsecureChannelCredentials(), arguments);
+  impl->channel = grpc::CreateCustomChannel(options.url, credentials, arguments);
   if (!impl->channel) return internalError("cannot create a gRPC channel to " + options.url);
   impl->stub = inference::GRPCInferenceService::NewStub(impl->channel);
   impl->server_context = "server " + quoted(options.url);
@@ -679,17 +937,31 @@ Status GrpcClient::unloadModel(std::string_view name) const {
 }
 
 Status GrpcClient::infer(const InferRequest& request, InferResult& result) const {
+  return infer(request, result, CallOptions{});
+}
+
+Status GrpcClient::infer(const InferRequest& request, InferResult& result,
+                         const CallOptions& call) const {
   const std::string& model = request.modelName();
   BL_RETURN_IF_ERROR(forModel(request.validate(), model));
   result.mutableMessage().Clear();
-  BL_RETURN_IF_ERROR(
-      unaryCall(options_, "ModelInfer", model, modelContext(model), [&](grpc::ClientContext* c) {
-        return impl_->stub->ModelInfer(c, request.message(), &result.mutableMessage());
-      }));
+  grpc::ClientContext context;
+  configureContext(context, options_, &call);
+  const auto start = Clock::now();
+  const grpc::Status status =
+      impl_->stub->ModelInfer(&context, request.message(), &result.mutableMessage());
+  logCall(options_, "ModelInfer", model, status, start);
+  BL_RETURN_IF_ERROR(statusFromGrpc(status.error_code(), status.error_message(),
+                                    modelContext(model), effectiveTimeout(options_, &call)));
   return forModel(result.prepare(), model);
 }
 
 void GrpcClient::asyncInfer(const InferRequest& request, InferCallback done) const {
+  asyncInfer(request, std::move(done), CallOptions{});
+}
+
+void GrpcClient::asyncInfer(const InferRequest& request, InferCallback done,
+                            const CallOptions& call_options) const {
   Status valid = request.validate();
   if (!valid.isOk()) {
     done(forModel(std::move(valid), request.modelName()), nullptr);
@@ -704,7 +976,8 @@ void GrpcClient::asyncInfer(const InferRequest& request, InferCallback done) con
     Clock::time_point start;
   };
   auto call = std::make_unique<AsyncCall>();
-  configureContext(call->context, options_);
+  configureContext(call->context, options_, &call_options);
+  const auto timeout = effectiveTimeout(options_, &call_options);
   call->done = std::move(done);
   call->request = &request;
   call->start = Clock::now();
@@ -715,12 +988,12 @@ void GrpcClient::asyncInfer(const InferRequest& request, InferCallback done) con
   AsyncCall* raw = call.release();
   impl_->stub->async()->ModelInfer(
       &raw->context, &request.message(), &raw->result->mutableMessage(),
-      [this, raw](const grpc::Status& grpc_status) {
+      [this, raw, timeout](const grpc::Status& grpc_status) {
         std::unique_ptr<AsyncCall> owned(raw);
         const std::string& model = owned->request->modelName();
         logCall(options_, "ModelInfer (async)", model, grpc_status, owned->start);
         Status status = statusFromGrpc(grpc_status.error_code(), grpc_status.error_message(),
-                                       modelContext(model), options_.timeout);
+                                       modelContext(model), timeout);
         if (status.isOk()) status = forModel(owned->result->prepare(), model);
         if (status.isOk()) {
           owned->done(std::move(status), std::move(owned->result));
@@ -732,6 +1005,91 @@ void GrpcClient::asyncInfer(const InferRequest& request, InferCallback done) con
         --impl_->in_flight;
         impl_->in_flight_done.notify_all();
       });
+}
+
+const std::shared_ptr<grpc::Channel>& GrpcClient::channel() const { return impl_->channel; }
+
+// ---------------------------------------------------------------------------------------------
+// Shared memory RPCs
+
+Status GrpcClient::registerSystemSharedMemory(std::string_view name, std::string_view key,
+                                              uint64_t offset, uint64_t byte_size) const {
+  inference::SystemSharedMemoryRegisterRequest request;
+  request.set_name(std::string(name));
+  request.set_key(std::string(key));
+  request.set_offset(offset);
+  request.set_byte_size(byte_size);
+  inference::SystemSharedMemoryRegisterResponse response;
+  return unaryCall(options_, "SystemSharedMemoryRegister", name,
+                   "", [&](grpc::ClientContext* c) {
+                     return impl_->stub->SystemSharedMemoryRegister(c, request, &response);
+                   });
+}
+
+Status GrpcClient::unregisterSystemSharedMemory(std::string_view name) const {
+  inference::SystemSharedMemoryUnregisterRequest request;
+  request.set_name(std::string(name));
+  inference::SystemSharedMemoryUnregisterResponse response;
+  return unaryCall(options_, "SystemSharedMemoryUnregister", name,
+                   name.empty() ? impl_->server_context : "",
+                   [&](grpc::ClientContext* c) {
+                     return impl_->stub->SystemSharedMemoryUnregister(c, request, &response);
+                   });
+}
+
+Result<inference::SystemSharedMemoryStatusResponse> GrpcClient::systemSharedMemoryStatus(
+    std::string_view name) const {
+  inference::SystemSharedMemoryStatusRequest request;
+  request.set_name(std::string(name));
+  inference::SystemSharedMemoryStatusResponse response;
+  BL_RETURN_IF_ERROR(unaryCall(
+      options_, "SystemSharedMemoryStatus", name,
+      name.empty() ? impl_->server_context : "",
+      [&](grpc::ClientContext* c) {
+        return impl_->stub->SystemSharedMemoryStatus(c, request, &response);
+      }));
+  return response;
+}
+
+Status GrpcClient::registerCudaSharedMemory(std::string_view name,
+                                            std::span<const std::byte> raw_handle,
+                                            int64_t device_id, uint64_t byte_size) const {
+  inference::CudaSharedMemoryRegisterRequest request;
+  request.set_name(std::string(name));
+  request.set_raw_handle(reinterpret_cast<const char*>(raw_handle.data()), raw_handle.size());
+  request.set_device_id(device_id);
+  request.set_byte_size(byte_size);
+  inference::CudaSharedMemoryRegisterResponse response;
+  return unaryCall(options_, "CudaSharedMemoryRegister", name,
+                   "", [&](grpc::ClientContext* c) {
+                     return impl_->stub->CudaSharedMemoryRegister(c, request, &response);
+                   });
+}
+
+Status GrpcClient::unregisterCudaSharedMemory(std::string_view name) const {
+  inference::CudaSharedMemoryUnregisterRequest request;
+  request.set_name(std::string(name));
+  inference::CudaSharedMemoryUnregisterResponse response;
+  return unaryCall(
+      options_, "CudaSharedMemoryUnregister", name,
+      name.empty() ? impl_->server_context : "",
+      [&](grpc::ClientContext* c) {
+        return impl_->stub->CudaSharedMemoryUnregister(c, request, &response);
+      });
+}
+
+Result<inference::CudaSharedMemoryStatusResponse> GrpcClient::cudaSharedMemoryStatus(
+    std::string_view name) const {
+  inference::CudaSharedMemoryStatusRequest request;
+  request.set_name(std::string(name));
+  inference::CudaSharedMemoryStatusResponse response;
+  BL_RETURN_IF_ERROR(unaryCall(
+      options_, "CudaSharedMemoryStatus", name,
+      name.empty() ? impl_->server_context : "",
+      [&](grpc::ClientContext* c) {
+        return impl_->stub->CudaSharedMemoryStatus(c, request, &response);
+      }));
+  return response;
 }
 
 }  // namespace beamline::client

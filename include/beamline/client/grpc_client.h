@@ -13,6 +13,7 @@
 // All errors are values (Status / Result<T>); nothing here throws.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <climits>
 #include <cstddef>
@@ -32,10 +33,33 @@
 #include "beamline/core/tensor.h"
 #include "grpc_service.pb.h"
 
+namespace grpc {
+class Channel;
+}  // namespace grpc
+
 namespace beamline::client {
 
 // Compression of request messages (responses follow the server's choice).
 enum class Compression { kNone, kGzip, kDeflate };
+// "none" | "gzip" | "deflate" (as SonicTriton's `compression` parameter; "" is none).
+Result<Compression> parseCompression(std::string_view text);
+std::string_view compressionName(Compression compression);
+
+// TLS for the channel (grpcs). Paths of PEM files, read when the client is created; empty paths
+// use gRPC's defaults (system roots, no client certificate).
+struct TlsOptions {
+  bool enabled = false;
+  std::string root_certificates;  // file with PEM root certificates
+  std::string private_key;        // file with the client's PEM private key (mutual TLS)
+  std::string certificate_chain;  // file with the client's PEM certificate chain (mutual TLS)
+};
+
+// Settings of one call that override the client's (ClientOptions): a per-call deadline and
+// compression, as SonicTriton sets per module.
+struct CallOptions {
+  std::optional<std::chrono::microseconds> timeout;  // 0: no deadline
+  std::optional<Compression> compression;
+};
 
 // Settings of a GrpcClient, fixed when it is created.
 struct ClientOptions {
@@ -47,6 +71,7 @@ struct ClientOptions {
   // Deadline of every call, measured from its start; 0 means no deadline.
   std::chrono::microseconds timeout{0};
   Compression compression = Compression::kNone;
+  TlsOptions tls;
   // Extra metadata (HTTP/2 headers) sent with every call; keys must be lower case.
   std::vector<std::pair<std::string, std::string>> headers;
   // Log one line per call (RPC, model, status, latency) through `logger`.
@@ -62,6 +87,13 @@ struct ClientOptions {
 class InferRequest {
  public:
   InferRequest() = default;
+  // Copies and moves take the message; pins stay with the original (see pinBuffers()).
+  InferRequest(const InferRequest& other);
+  InferRequest(InferRequest&& other) noexcept;
+  InferRequest& operator=(const InferRequest& other);
+  InferRequest& operator=(InferRequest&& other) noexcept;
+  // Waits for pins to be released.
+  ~InferRequest();
 
   // Model to run; an empty version lets the server choose by its version policy.
   void setModel(std::string_view name, std::string_view version = "");
@@ -70,6 +102,14 @@ class InferRequest {
 
   // Declares an input with no data yet and returns its index.
   size_t addInput(std::string_view name, DataType datatype, std::span<const int64_t> shape);
+  // Declares an input whose bytes the server reads from a registered shared-memory region (the
+  // parameters shared_memory_region/_offset/_byte_size); it has no raw_input_contents entry and
+  // its data cannot be set here. Returns its index.
+  size_t addSharedMemoryInput(std::string_view name, DataType datatype,
+                              std::span<const int64_t> shape, std::string_view region,
+                              uint64_t offset, uint64_t byte_size);
+  // True when input `index` lives in shared memory.
+  bool inputInSharedMemory(size_t index) const;
   // Index of the input with this name; kNotFound when there is none.
   Result<size_t> inputIndex(std::string_view name) const;
   size_t inputCount() const { return datatypes_.size(); }
@@ -80,6 +120,12 @@ class InferRequest {
   // must equal shape x element size. BYTES: `data` must hold exactly one length-prefixed element
   // per shape element. INVALID_ARG otherwise, and the buffer is left as it was.
   Status setInputData(size_t index, std::span<const std::byte> data);
+  // The input's raw buffer resized to `byte_size` (capacity kept; nothing is written when the size
+  // did not change), for the caller to fill in place: the data goes into the request message with
+  // no intermediate copy. The span stays valid until the input's size changes or reset().
+  Result<std::span<std::byte>> mutableInputData(size_t index, size_t byte_size);
+  // The raw bytes of an input (empty for shared-memory inputs).
+  std::span<const std::byte> inputData(size_t index) const;
   // BYTES inputs: encodes the elements (4-byte little-endian length + bytes each) into the input's
   // raw buffer. Their number must equal the shape's element count.
   Status setInputBytes(size_t index, std::span<const std::string_view> elements);
@@ -89,6 +135,10 @@ class InferRequest {
   // Asks for one output by name and returns its index among the requested outputs. With none
   // requested the server returns every output.
   size_t requestOutput(std::string_view name);
+  // Asks the server to write output `index` into a registered shared-memory region
+  // (shared_memory_region/_offset/_byte_size); the result then has no raw data for it.
+  Status setOutputSharedMemory(size_t index, std::string_view region, uint64_t offset,
+                               uint64_t byte_size);
   // Parameter of one requested output (e.g. classification); replaces one of the same name.
   Status setOutputParameter(size_t index, std::string_view name, const ParameterValue& value);
   // Forgets the requested outputs (the server then returns all of them).
@@ -110,11 +160,28 @@ class InferRequest {
   // The wire message, for inspection or for calls made without GrpcClient.
   const inference::ModelInferRequest& message() const { return request_; }
 
+  // Zero-copy senders hand the raw input buffers to the transport as they are and pin the request
+  // once per buffer; the transport unpins when it drops its last reference (after the bytes were
+  // sent, or when a cancelled call is torn down). Every method above that resizes, rewrites or
+  // frees a raw buffer first waits until no pin is left; code that writes into spans obtained
+  // earlier (mutableInputData) must call waitUntilUnpinned() first. Thread-safe.
+  void pinBuffers() const { pins_.fetch_add(1, std::memory_order_relaxed); }
+  void unpinBuffers() const { pins_.fetch_sub(1, std::memory_order_release); }
+  // Returns at once when nothing is pinned (the usual case: a completed call has released its
+  // buffers); otherwise yields until the pins are gone or `limit` has passed (then false).
+  bool waitUntilUnpinned(std::chrono::milliseconds limit = std::chrono::seconds(30)) const;
+
  private:
   Status checkInputIndex(size_t index) const;
+  std::string* rawInput(size_t index);
+  const std::string* rawInput(size_t index) const;
 
   inference::ModelInferRequest request_;
   std::vector<DataType> datatypes_;  // parallel to request_.inputs()
+  // Parallel to request_.inputs(): index into raw_input_contents, -1 for shared-memory inputs
+  // (which have no raw entry, as the protocol requires).
+  std::vector<int> raw_slots_;
+  mutable std::atomic<int> pins_{0};
 };
 
 // One output of an InferResult: views into the result, valid while it lives and is not reused.
@@ -136,6 +203,8 @@ class InferResult {
   // Output by position in the response, or by name; kNotFound when absent.
   Result<OutputView> output(size_t index) const;
   Result<OutputView> output(std::string_view name) const;
+  // The same without allocating: views of the name, shape (inside the response message) and data.
+  Result<TensorView> tensor(size_t index) const;
   // The elements of a BYTES output, as views into the result.
   Result<std::vector<std::string_view>> bytesElements(std::string_view name) const;
 
@@ -150,6 +219,14 @@ class InferResult {
   inference::ModelInferResponse& mutableMessage() { return response_; }
   Status prepare();
 
+  // Outputs that the request asked to be written into shared memory: before prepare(), name the
+  // output and the mapped bytes the server writes it to. prepare() then views that memory instead
+  // of raw_output_contents (servers may or may not send an empty raw entry for such an output;
+  // both are accepted). `name` and `memory` must outlive the result's use; cleared by
+  // clearSharedMemoryOutputs().
+  void bindSharedMemoryOutput(std::string_view name, std::span<const std::byte> memory);
+  void clearSharedMemoryOutputs() { shm_outputs_.clear(); }
+
  private:
   struct OutputEntry {
     DataType datatype = DataType::kInvalid;
@@ -159,6 +236,7 @@ class InferResult {
   inference::ModelInferResponse response_;
   std::vector<OutputEntry> outputs_;               // parallel to response_.outputs()
   std::vector<std::vector<std::byte>> converted_;  // owned data of typed-contents outputs
+  std::vector<std::pair<std::string_view, std::span<const std::byte>>> shm_outputs_;
 };
 
 // A connection to one server. Thread-safe: all methods are const and may be called concurrently;
@@ -204,14 +282,35 @@ class GrpcClient {
   // Runs one inference and waits for it. `request` is only read; `result` is overwritten, its
   // buffers reused. Errors name the model; a deadline reads "timed out after N us".
   Status infer(const InferRequest& request, InferResult& result) const;
+  // The same with a per-call deadline and/or compression.
+  Status infer(const InferRequest& request, InferResult& result, const CallOptions& call) const;
 
   // Starts one inference and returns at once; `done` runs on a gRPC callback thread. `request` must
   // stay alive and unmodified until `done` has been called; it may be reused afterwards. No thread
   // is created per call. An invalid request (see InferRequest::validate) calls `done` with the
   // error on the calling thread before this returns.
   void asyncInfer(const InferRequest& request, InferCallback done) const;
+  void asyncInfer(const InferRequest& request, InferCallback done, const CallOptions& call) const;
+
+  // System shared memory (Triton's SystemSharedMemory RPCs): the server maps `byte_size` bytes at
+  // `offset` of the POSIX shared-memory object `key` under the region name `name`. Servers refuse
+  // it unless started to allow client shared memory.
+  Status registerSystemSharedMemory(std::string_view name, std::string_view key, uint64_t offset,
+                                    uint64_t byte_size) const;
+  // Empty name: every region.
+  Status unregisterSystemSharedMemory(std::string_view name = "") const;
+  Result<inference::SystemSharedMemoryStatusResponse> systemSharedMemoryStatus(
+      std::string_view name = "") const;
+  // CUDA shared memory: `raw_handle` is a cudaIpcMemHandle_t's bytes.
+  Status registerCudaSharedMemory(std::string_view name, std::span<const std::byte> raw_handle,
+                                  int64_t device_id, uint64_t byte_size) const;
+  Status unregisterCudaSharedMemory(std::string_view name = "") const;
+  Result<inference::CudaSharedMemoryStatusResponse> cudaSharedMemoryStatus(
+      std::string_view name = "") const;
 
   const ClientOptions& options() const { return options_; }
+  // The channel, shared with other stubs on the same connection (e.g. a generic stub).
+  const std::shared_ptr<grpc::Channel>& channel() const;
 
  private:
   struct Impl;
