@@ -116,12 +116,13 @@ struct Infer {
 };
 
 // Runs one FP32 request on model `name` and waits for it.
-inline void runFp32(Server& server, const std::string& name, Infer& call, int64_t version = -1) {
+inline void runFp32(Server& server, const std::string& name, Infer& call, int64_t version = -1,
+                    const std::string& input_name = "IN") {
   auto request = std::make_unique<InferenceRequest>();
   request->model_name = name;
   request->model_version = version;
   InputTensor input;
-  input.name = "IN";
+  input.name = input_name;
   input.datatype = DataType::kFp32;
   input.shape = call.shape;
   input.data = std::as_bytes(std::span(call.data));

@@ -34,17 +34,7 @@ std::string stepEntry(const std::string& model, const std::string& in, const std
 }
 
 void runX(Server& server, const std::string& model, Infer& call) {
-  auto request = std::make_unique<InferenceRequest>();
-  request->model_name = model;
-  InputTensor input;
-  input.name = "X";
-  input.datatype = DataType::kFp32;
-  input.shape = call.shape;
-  input.data = std::as_bytes(std::span(call.data));
-  request->inputs.push_back(std::move(input));
-  request->sink = &call.sink;
-  server.infer(std::move(request));
-  call.sink.wait();
+  runFp32(server, model, call, -1, "X");
 }
 
 TEST(EnsembleTest, ChainsStepsThroughIntermediateTensors) {
