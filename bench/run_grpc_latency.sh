@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 BUILD=build/${BEAMLINE_PRESET:-release}
 WORK=$(mktemp -d)
 "$BUILD/bin/beamline" serve --model-repository models/repository --grpc-address 127.0.0.1 \
-  --grpc-port 0 >"$WORK/out" 2>"$WORK/log" &
+  --grpc-port 0 --http-port -1 --metrics-port -1 >"$WORK/out" 2>"$WORK/log" &
 PID=$!
 trap 'kill -TERM $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$WORK"' EXIT
 for _ in $(seq 1 600); do grep -q '^beamline ready' "$WORK/out" && break; sleep 0.1; done

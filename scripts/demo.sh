@@ -22,6 +22,7 @@ trap cleanup EXIT
 
 echo "== starting beamline serve on a free loopback port"
 "$BIN" serve --model-repository "$REPO" --grpc-address 127.0.0.1 --grpc-port 0 \
+  --http-address 127.0.0.1 --http-port 0 --metrics-address 127.0.0.1 --metrics-port 0 \
   --allow-client-shm true \
   >"$WORK/server.out" 2>"$WORK/server.log" &
 SERVER_PID=$!

@@ -15,7 +15,8 @@ APT_PACKAGES=(
   build-essential cmake ninja-build pkg-config git ca-certificates
   libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libtorch-dev python3-torch libopenblas0-pthread
-  libspdlog-dev libcli11-dev nlohmann-json3-dev libboost-dev libtbb-dev
+  libspdlog-dev libcli11-dev nlohmann-json3-dev libboost-dev zlib1g-dev libtbb-dev
+  prometheus
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-venv python3-pip python3-numpy
 )

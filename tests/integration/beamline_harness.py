@@ -25,6 +25,9 @@ from tritonclient.utils import InferenceServerException
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_LINE = re.compile(r"grpc=\S+:(\d+)")
+# The other endpoints of the ready line; absent when disabled.
+READY_HTTP = re.compile(r"\bhttp=\S+:(\d+)")
+READY_METRICS = re.compile(r"\bmetrics=\S+:(\d+)")
 # Reports that sanitizer builds print without necessarily changing the exit code.
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
                      "WARNING: ThreadSanitizer")
@@ -82,13 +85,20 @@ class ServerProcess:
         self.name = name
         self.stderr_path = log_dir / f"{name}.stderr.log"
         self.stdout_lines: list[str] = []
-        self.args = [str(binary), "serve", "--grpc-port", "0", "--grpc-address", "127.0.0.1",
-                     *serve_args]
+        self.args = [str(binary), "serve", "--grpc-port", "0", "--grpc-address", "127.0.0.1"]
+        # HTTP and metrics on free loopback ports too, unless the test chooses.
+        for flag, value in (("--http-port", "0"), ("--http-address", "127.0.0.1"),
+                            ("--metrics-port", "0"), ("--metrics-address", "127.0.0.1")):
+            if flag not in serve_args:
+                self.args += [flag, value]
+        self.args += list(serve_args)
         if os.environ.get("BEAMLINE_BACKEND_DIR") and "--backend-directory" not in serve_args:
             self.args += ["--backend-directory", os.environ["BEAMLINE_BACKEND_DIR"]]
         if os.environ.get("BEAMLINE_TEST_LOG_VERBOSE") and "--log-verbose" not in serve_args:
             self.args += ["--log-verbose", os.environ["BEAMLINE_TEST_LOG_VERBOSE"]]
         self.port: int | None = None
+        self.http_port: int | None = None  # None when HTTP is disabled
+        self.metrics_port: int | None = None  # None when metrics are disabled
         self.returncode: int | None = None
         self.signals_sent: list[int] = []
         self._ready = threading.Event()
@@ -120,11 +130,32 @@ class ServerProcess:
             match = READY_LINE.search(line)
             if match and not self._ready.is_set():
                 self.port = int(match.group(1))
+                http = READY_HTTP.search(line)
+                self.http_port = int(http.group(1)) if http else None
+                metrics = READY_METRICS.search(line)
+                self.metrics_port = int(metrics.group(1)) if metrics else None
                 self._ready.set()
 
     @property
     def url(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def http_url(self) -> str:
+        """host:port of the HTTP front end (what tritonclient.http takes)."""
+        assert self.http_port is not None, "this server runs without HTTP"
+        return f"127.0.0.1:{self.http_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        """http://host:port/metrics"""
+        assert self.metrics_port is not None, "this server runs without metrics"
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    def http_client(self, **kwargs):
+        """A fresh tritonclient HTTP client; the caller closes it."""
+        import tritonclient.http as httpclient
+        return httpclient.InferenceServerClient(self.http_url, **kwargs)
 
     @property
     def pid(self) -> int:
@@ -245,6 +276,13 @@ def identity_config(name: str, tensors: Sequence[tuple[str, str]] = (("TYPE_FP32
     return text + extra
 
 
+# Every wire datatype with its config.pbtxt name.
+ALL_DATATYPES = {"BOOL": "TYPE_BOOL", "UINT8": "TYPE_UINT8", "UINT16": "TYPE_UINT16",
+                 "UINT32": "TYPE_UINT32", "UINT64": "TYPE_UINT64", "INT8": "TYPE_INT8",
+                 "INT16": "TYPE_INT16", "INT32": "TYPE_INT32", "INT64": "TYPE_INT64",
+                 "FP16": "TYPE_FP16", "FP32": "TYPE_FP32", "FP64": "TYPE_FP64",
+                 "BYTES": "TYPE_STRING", "BF16": "TYPE_BF16"}
+
 # Models of the native repository that the default server serves next to the example repository.
 # They need no LibTorch, so the error-path tests also run in sanitizer builds.
 NATIVE_MODELS = {
@@ -257,6 +295,9 @@ NATIVE_MODELS = {
     # A few milliseconds per execution, so that async requests really overlap; also carries a
     # model parameter for the config round trip.
     "native_delayed": identity_config("native_delayed", execute_delay_ms=20),
+    # One INPUTi/OUTPUTi pair per datatype, in ALL_DATATYPES order (INPUT0 is BOOL, ...).
+    "native_all_types": identity_config(
+        "native_all_types", tuple((config, "[ -1 ]") for config in ALL_DATATYPES.values())),
 }
 
 
@@ -358,3 +399,68 @@ def repository_index(server: ServerProcess) -> dict[str, object]:
     with server.client() as client:
         index = client.get_model_repository_index()
     return {entry.name: entry for entry in index.models}
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTP
+
+
+class HttpReply:
+    """One HTTP response, read completely."""
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes):
+        self.status = status
+        self.headers = headers  # lower-case names
+        self.body = body
+
+    def json(self):
+        import json
+        return json.loads(self.body)
+
+    def __repr__(self) -> str:
+        return f"HttpReply({self.status}, {self.headers}, {self.body[:300]!r})"
+
+
+def http_request(server: ServerProcess, method: str, path: str, body: bytes | str = b"",
+                 headers: dict[str, str] | None = None, port: int | None = None,
+                 connection=None) -> HttpReply:
+    """A request with http.client (no client-side checks); `connection` reuses a keep-alive
+    http.client.HTTPConnection."""
+    import http.client
+    if isinstance(body, str):
+        body = body.encode()
+    own = connection is None
+    if own:
+        connection = http.client.HTTPConnection("127.0.0.1", port or server.http_port, timeout=30)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        data = response.read()
+        return HttpReply(response.status, {k.lower(): v for k, v in response.getheaders()}, data)
+    finally:
+        if own:
+            connection.close()
+
+
+def expect_http_error(reply: HttpReply, status: int, *fragments: str) -> str:
+    """Require `status` and a JSON body {"error": "..."} containing every fragment; return the
+    message."""
+    assert reply.status == status, f"expected HTTP {status}, got {reply!r}"
+    assert reply.headers.get("content-type", "").startswith("application/json"), reply
+    message = reply.json()["error"]
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in error message {message!r}"
+    return message
+
+
+def assert_still_serving_http(server: ServerProcess, model: str = "native_identity") -> None:
+    """Both protocols still answer `model` correctly."""
+    import tritonclient.http as httpclient
+    assert server.is_running(), f"server died\n{server.describe()}"
+    data = np.arange(5, dtype=np.float32).reshape(1, 5) * 2.5
+    with server.http_client() as client:
+        tensor = httpclient.InferInput("INPUT0", [1, 5], "FP32")
+        tensor.set_data_from_numpy(data)
+        result = client.infer(model, [tensor])
+    np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), data)
+    assert_still_serving(server, model)

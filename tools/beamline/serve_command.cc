@@ -1,8 +1,10 @@
-// `beamline serve`: load model repositories and serve them over gRPC until SIGTERM/SIGINT.
+// `beamline serve`: load model repositories and serve them over gRPC and HTTP, with Prometheus
+// metrics, until SIGTERM/SIGINT.
 #include <malloc.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -17,16 +19,39 @@
 #include "beamline/core/server.h"
 #include "commands.h"
 #include "frontend/grpc/grpc_frontend.h"
+#include "frontend/http/http_frontend.h"
+#include "metrics/metrics_service.h"
 
 namespace beamline::tools {
 namespace {
+
+// The HTTP front end never blocks an I/O thread (inference completes asynchronously; loads run on
+// a thread of their own), so threads only buy parallel parsing and copying: one per core, at least
+// 2 and at most Triton's 8. More than the cores only adds context switches.
+int defaultHttpThreadCount() {
+  const unsigned cores = std::thread::hardware_concurrency();
+  return std::clamp(static_cast<int>(cores == 0 ? 2 : cores), 2, 8);
+}
+
+std::string shownAddress(const std::string& address) {
+  return address == "0.0.0.0" || address == "::" ? std::string("127.0.0.1") : address;
+}
 
 struct ServeFlags {
   std::vector<std::string> repositories;
   std::string grpc_address = "0.0.0.0";
   int grpc_port = 8001;
-  int http_port = 8000;
-  int metrics_port = 8002;
+  std::string http_address = "0.0.0.0";
+  int http_port = 8000;  // negative: no HTTP
+  bool allow_http = true;
+  int http_thread_count = defaultHttpThreadCount();
+  int64_t http_max_input_size = int64_t{64} << 20;
+  std::string metrics_address = "0.0.0.0";
+  int metrics_port = 8002;  // negative: no metrics
+  bool allow_metrics = true;
+  bool allow_gpu_metrics = true;
+  bool allow_cpu_metrics = true;
+  int metrics_interval_ms = 2000;
   int64_t grpc_max_message_size = 2147483647;
   std::string control_mode = "none";
   std::vector<std::string> load_models;
@@ -75,13 +100,6 @@ int runServe(const ServeFlags& flags) {
   sigaddset(&stop_signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-  if (flags.http_port != 8000 && flags.http_port >= 0) {
-    spdlog::warn("--http-port: the HTTP front end is not available yet; ignoring it");
-  }
-  if (flags.metrics_port != 8002 && flags.metrics_port >= 0) {
-    spdlog::warn("--metrics-port: the metrics endpoint is not available yet; ignoring it");
-  }
-
   ServerOptions options;
   options.model_repositories = flags.repositories;
   auto mode = parseModelControlMode(flags.control_mode);
@@ -117,16 +135,63 @@ int runServe(const ServeFlags& flags) {
     (*server)->stop();
     return 1;
   }
-  const std::string shown_address =
-      flags.grpc_address == "0.0.0.0" ? std::string("127.0.0.1") : flags.grpc_address;
+  std::unique_ptr<frontend::HttpFrontend> http;
+  if (flags.allow_http && flags.http_port >= 0) {
+    frontend::HttpFrontendOptions http_options;
+    http_options.address = flags.http_address;
+    http_options.port = flags.http_port;
+    http_options.thread_count = std::clamp(flags.http_thread_count, 1, 256);
+    http_options.max_input_bytes =
+        static_cast<uint64_t>(std::max<int64_t>(flags.http_max_input_size, 0));
+    auto started = frontend::HttpFrontend::start(**server, http_options);
+    if (!started.isOk()) {
+      spdlog::error("cannot start the HTTP front end: {}", started.status().message());
+      (*grpc)->shutdown(std::chrono::system_clock::now());
+      (*server)->stop();
+      return 1;
+    }
+    http = std::move(started).value();
+  }
+  std::unique_ptr<metrics::MetricsService> metrics_service;
+  if (flags.allow_metrics && flags.metrics_port >= 0) {
+    metrics::MetricsOptions metrics_options;
+    metrics_options.address = flags.metrics_address;
+    metrics_options.port = flags.metrics_port;
+    metrics_options.interval = std::chrono::milliseconds(std::max(10, flags.metrics_interval_ms));
+    metrics_options.cpu_metrics = flags.allow_cpu_metrics;
+    metrics_options.gpu_metrics = flags.allow_gpu_metrics;
+    auto started = metrics::MetricsService::start(**server, metrics_options);
+    if (!started.isOk()) {
+      spdlog::error("cannot start the metrics endpoint: {}", started.status().message());
+      if (http) http->shutdown(std::chrono::steady_clock::now());
+      (*grpc)->shutdown(std::chrono::system_clock::now());
+      (*server)->stop();
+      return 1;
+    }
+    metrics_service = std::move(started).value();
+  }
   for (const auto& entry : (*server)->repositoryIndex(false)) {
     spdlog::info("model {:<24} version {:<4} {}{}{}", entry.name,
                  entry.version.empty() ? "-" : entry.version, modelStateName(entry.state),
                  entry.reason.empty() ? "" : ": ", entry.reason);
   }
-  std::printf("beamline ready grpc=%s:%d\n", shown_address.c_str(), (*grpc)->port());
+  std::string ready_line = "beamline ready grpc=" + shownAddress(flags.grpc_address) + ":" +
+                           std::to_string((*grpc)->port());
+  if (http) {
+    ready_line += " http=" + shownAddress(flags.http_address) + ":" + std::to_string(http->port());
+  }
+  if (metrics_service) {
+    ready_line += " metrics=" + shownAddress(flags.metrics_address) + ":" +
+                  std::to_string(metrics_service->port());
+  }
+  std::printf("%s\n", ready_line.c_str());
   std::fflush(stdout);
-  spdlog::info("serving gRPC on {}:{} (pid {})", flags.grpc_address, (*grpc)->port(), getpid());
+  spdlog::info("serving gRPC on {}:{}{}{} (pid {})", flags.grpc_address, (*grpc)->port(),
+               http ? fmt::format(", HTTP on {}:{}", flags.http_address, http->port()) : "",
+               metrics_service ? fmt::format(", metrics on {}:{}", flags.metrics_address,
+                                             metrics_service->port())
+                               : "",
+               getpid());
 
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);
@@ -136,9 +201,18 @@ int runServe(const ServeFlags& flags) {
   // own thread so that a model stuck in execute() cannot hold the process past the exit timeout.
   std::promise<void> drained;
   std::thread drainer([&] {
+    // Both front ends stop accepting at once and drain in parallel, to the same deadline.
+    std::thread http_drainer([&] {
+      if (http) {
+        http->shutdown(std::chrono::steady_clock::now() +
+                       std::chrono::seconds(flags.exit_timeout_secs));
+      }
+    });
     (*grpc)->shutdown(std::chrono::system_clock::now() +
                       std::chrono::seconds(flags.exit_timeout_secs));
+    http_drainer.join();
     (*server)->stop();
+    if (metrics_service) metrics_service->shutdown();
     drained.set_value();
   });
   auto done = drained.get_future();
@@ -173,8 +247,10 @@ void registerServeCommand(CLI::App& app, int& exit_code) {
   CLI::App* serve = app.add_subcommand(
       "serve",
       "Serve the models of one or more Triton-layout model repositories over the KServe v2 / "
-      "Triton gRPC protocol. Prints 'beamline ready grpc=HOST:PORT' on stdout once it serves; "
-      "logs go to stderr. SIGTERM or SIGINT drains in-flight requests and exits 0.");
+      "Triton gRPC and HTTP/REST protocols, with Prometheus metrics. Prints 'beamline ready "
+      "grpc=HOST:PORT http=HOST:PORT metrics=HOST:PORT' on stdout once it serves (disabled "
+      "endpoints left out); logs go to stderr. SIGTERM or SIGINT drains in-flight requests and "
+      "exits 0.");
   serve->add_option("--model-repository", flags->repositories,
                     "Model repository folder (<model>/config.pbtxt, <model>/<version>/model.pt). "
                     "Repeat for several.")
@@ -186,11 +262,44 @@ void registerServeCommand(CLI::App& app, int& exit_code) {
                     "gRPC port; 0 picks a free one (printed in the ready line)")
       ->capture_default_str()
       ->check(CLI::Range(0, 65535));
+  serve->add_option("--allow-http", flags->allow_http, "Serve the HTTP/REST protocol")
+      ->capture_default_str();
+  serve->add_option("--http-address", flags->http_address, "Address to listen on for HTTP")
+      ->capture_default_str();
   serve->add_option("--http-port", flags->http_port,
-                    "HTTP port (reserved: the HTTP front end is not available yet)")
+                    "HTTP port; 0 picks a free one (printed in the ready line), negative disables "
+                    "HTTP")
+      ->capture_default_str()
+      ->check(CLI::Range(-1000000, 65535));
+  serve->add_option("--http-thread-count", flags->http_thread_count,
+                    "HTTP I/O threads. Handlers never block, so the default is one per core "
+                    "(at least 2, at most Triton's 8)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 256));
+  serve->add_option("--http-max-input-size", flags->http_max_input_size,
+                    "Largest HTTP request body in bytes, also after decompression (Triton's "
+                    "default: 64 MiB)")
+      ->capture_default_str();
+  serve->add_option("--allow-metrics", flags->allow_metrics,
+                    "Serve Prometheus metrics at /metrics on the metrics port")
+      ->capture_default_str();
+  serve->add_option("--allow-gpu-metrics", flags->allow_gpu_metrics,
+                    "GPU utilisation, memory and power through NVML, when a driver is present")
+      ->capture_default_str();
+  serve->add_option("--allow-cpu-metrics", flags->allow_cpu_metrics,
+                    "CPU utilisation and memory from /proc")
+      ->capture_default_str();
+  serve->add_option("--metrics-address", flags->metrics_address,
+                    "Address to listen on for metrics")
       ->capture_default_str();
   serve->add_option("--metrics-port", flags->metrics_port,
-                    "Prometheus metrics port (reserved: not available yet)")
+                    "Metrics port; 0 picks a free one (printed in the ready line), negative "
+                    "disables metrics")
+      ->capture_default_str()
+      ->check(CLI::Range(-1000000, 65535));
+  serve->add_option("--metrics-interval-ms", flags->metrics_interval_ms,
+                    "How often CPU, memory and GPU metrics are sampled (per-model metrics are "
+                    "always current)")
       ->capture_default_str();
   serve->add_option("--grpc-max-message-size", flags->grpc_max_message_size,
                     "Largest gRPC message in bytes, both directions (Triton's default: 2 GiB - 1)")
