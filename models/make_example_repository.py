@@ -8,6 +8,8 @@ Writes, under --output (default models/repository):
   identity_bytes                                                TorchScript List[str] -> copy
   cnn_patch                                                     small CNN hit classifier, 48x48 patches
   cnn_patch_batched                                             the same CNN with dynamic batching
+  emtrack_cnn, particlenet, particlenet_lite, exatrkx*          the physics workloads, trained weights
+                                                                (export_workloads.py, models/weights)
 and under --reference (default models/reference) .npy inputs and the outputs PyTorch computed for
 them in this process, for the demo and the tests.
 
@@ -26,6 +28,9 @@ from typing import List
 import numpy as np
 import torch
 from torch import nn
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import export_workloads  # noqa: E402  (the physics workloads: models/workloads, models/weights)
 
 STAMP_NAME = ".make_example_repository.stamp"
 SEED = 20261101
@@ -128,6 +133,11 @@ def write_model(repository: pathlib.Path, name: str, config: str, module: torch.
 
 
 def expected_files(repository: pathlib.Path, reference: pathlib.Path) -> List[pathlib.Path]:
+    return (example_files(repository, reference) +
+            export_workloads.expected_files(repository, reference))
+
+
+def example_files(repository: pathlib.Path, reference: pathlib.Path) -> List[pathlib.Path]:
     names = list(IDENTITY_TENSOR_MODELS) + ["identity_bytes", "cnn_patch", "cnn_patch_batched"]
     files = [repository / n / f for n in names for f in ("config.pbtxt", "1/model.pt")]
     files += [reference / f for f in ("cnn_patch_input.npy", "cnn_patch_output.npy",
@@ -185,6 +195,7 @@ def main() -> int:
     args = parser.parse_args()
 
     script_hash = hashlib.sha256(pathlib.Path(__file__).read_bytes()).hexdigest()
+    script_hash += " workloads " + export_workloads.source_hash()
     stamp = f"{script_hash} torch {torch.__version__}\n"
     stamps = [args.output / STAMP_NAME, args.reference / STAMP_NAME]
     up_to_date = (all(p.is_file() and p.read_text() == stamp for p in stamps)
@@ -196,6 +207,7 @@ def main() -> int:
     for p in stamps:  # a build that stops half-way must not look up to date
         p.unlink(missing_ok=True)
     build(args.output, args.reference)
+    export_workloads.build(args.output, args.reference)
     for p in stamps:
         p.write_text(stamp)
     print(f"wrote {args.output} and {args.reference}")
