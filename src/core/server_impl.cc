@@ -45,7 +45,7 @@ std::vector<std::string> Server::extensions() {
 #if BEAMLINE_WITH_CUDA
           "cuda_shared_memory",
 #endif
-          "parameters", "statistics"};
+          "binary_tensor_data", "parameters", "statistics"};
 }
 
 namespace {

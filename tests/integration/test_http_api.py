@@ -107,7 +107,8 @@ def test_load_and_unload_refused_in_none_mode(default_server, client):
 
 
 def test_shared_memory_routes_answer_like_grpc(default_server, client):
-    # perf_analyzer calls "unregister all" and "status" unconditionally.
+    # perf_analyzer calls "unregister all" and "status" unconditionally; registering needs
+    # --allow-client-shm (tests/integration/test_http_shared_memory.py has the rest).
     client.unregister_system_shared_memory()
     client.unregister_cuda_shared_memory()
     assert client.get_system_shared_memory_status() == []
@@ -118,7 +119,8 @@ def test_shared_memory_routes_answer_like_grpc(default_server, client):
                                    "/v2/cudasharedmemory/region/r/unregister"), 404)
     expect_http_error(http_request(default_server, "POST",
                                    "/v2/systemsharedmemory/region/r/register",
-                                   '{"key": "/k", "offset": 0, "byte_size": 16}'), 501)
+                                   '{"key": "/k", "offset": 0, "byte_size": 16}'),
+                      503, "--allow-client-shm")
     for method, path in (("GET", "/v2/trace/setting"), ("POST", "/v2/logging"),
                          ("POST", "/v2/models/native_pair/generate")):
         expect_http_error(http_request(default_server, method, path, "{}"), 501)

@@ -127,15 +127,4 @@ Status loadFileParameterUnsupported(std::string_view key) {
                      "') is not supported; put them in the repository");
 }
 
-Status sharedMemoryRegionNotFound(std::string_view kind, std::string_view region) {
-  return notFound(std::string(kind == "CUDA" ? "no CUDA shared memory region '"
-                                             : "no shared memory region '") +
-                  std::string(region) + "'");
-}
-
-Status sharedMemoryRegisterUnsupported(std::string_view kind) {
-  return unsupported(std::string(kind == "CUDA" ? "CUDA shared memory" : "system shared memory") +
-                     " is not supported by this server yet");
-}
-
 }  // namespace beamline::frontend

@@ -50,10 +50,5 @@ bool isSharedMemoryParameter(std::string_view key);
 // request): UNSUPPORTED, naming the parameter.
 Status loadFileParameterUnsupported(std::string_view key);
 
-// Shared memory is not supported: "unregister all" and "status of all" succeed with nothing (as
-// perf_analyzer calls them unconditionally); a named region is NOT_FOUND; registering is
-// UNSUPPORTED. `kind` is "system" or "CUDA".
-Status sharedMemoryRegionNotFound(std::string_view kind, std::string_view region);
-Status sharedMemoryRegisterUnsupported(std::string_view kind);
 
 }  // namespace beamline::frontend

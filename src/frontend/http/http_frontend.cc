@@ -5,11 +5,13 @@
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include "beamline/core/shared_memory.h"
 #include "frontend/common/request_rules.h"
 #include "frontend/http/http_routes.h"
 #include "frontend/http/infer_codec.h"
@@ -116,8 +118,29 @@ class InferCall final : public ResponseSink, public net::DeferredResponse {
   http::JsonInputStorage& storage() { return storage_; }
   void setId(std::string id) { id_ = std::move(id); }
 
+  // An output the client asked to receive in its shared memory: `window` is where it goes.
+  void addSharedMemoryOutput(std::string name, std::shared_ptr<const SharedMemoryRegion> region,
+                             std::span<std::byte> window) {
+    shm_outputs_.push_back({std::move(name), std::move(region), window});
+  }
+
   Result<std::byte*> allocateOutput(std::string_view name, DataType datatype,
                                     std::span<const int64_t> shape, uint64_t byte_size) override {
+    for (const auto& shm : shm_outputs_) {
+      if (shm.name != name) continue;
+      if (byte_size > shm.window.size()) {
+        return invalidArg("output '" + std::string(name) + "' needs " +
+                          std::to_string(byte_size) + " bytes but its shared memory window in '" +
+                          shm.region->name() + "' holds " + std::to_string(shm.window.size()));
+      }
+      http::OutputTensor& output = outputs_.emplace_back();
+      output.name = std::string(name);
+      output.datatype = datatype;
+      output.shape.assign(shape.begin(), shape.end());
+      output.shm_region = shm.region->name();
+      output.shm_byte_size = byte_size;
+      return shm.window.data();
+    }
     try {
       http::OutputTensor& output = outputs_.emplace_back();
       output.name = std::string(name);
@@ -162,6 +185,12 @@ class InferCall final : public ResponseSink, public net::DeferredResponse {
   http::OutputFormat format_;
   http::JsonInputStorage storage_;
   std::vector<http::OutputTensor> outputs_;
+  struct SharedMemoryOutput {
+    std::string name;
+    std::shared_ptr<const SharedMemoryRegion> region;  // kept mapped until the call is deleted
+    std::span<std::byte> window;
+  };
+  std::vector<SharedMemoryOutput> shm_outputs_;
   Status status_;
   int64_t model_version_ = -1;
 };
@@ -301,25 +330,17 @@ class HttpFrontendImpl final : public HttpFrontend {
       case Endpoint::kRepositoryIndex:
         return repositoryIndex(route, request);
       case Endpoint::kSystemSharedMemoryStatus:
-      case Endpoint::kCudaSharedMemoryStatus: {
-        const bool cuda = route.endpoint == Endpoint::kCudaSharedMemoryStatus;
-        if (!route.region.empty()) {
-          return errorResponse(sharedMemoryRegionNotFound(cuda ? "CUDA" : "system", route.region));
-        }
-        return jsonResponse(std::string("[]"));
-      }
+        return systemSharedMemoryStatus(route);
+      case Endpoint::kCudaSharedMemoryStatus:
+        return cudaSharedMemoryStatus(route);
       case Endpoint::kSystemSharedMemoryRegister:
-        return errorResponse(sharedMemoryRegisterUnsupported("system"));
+        return registerSystemSharedMemory(route, request);
       case Endpoint::kCudaSharedMemoryRegister:
-        return errorResponse(sharedMemoryRegisterUnsupported("CUDA"));
+        return registerCudaSharedMemory(route, request);
       case Endpoint::kSystemSharedMemoryUnregister:
-      case Endpoint::kCudaSharedMemoryUnregister: {
-        const bool cuda = route.endpoint == Endpoint::kCudaSharedMemoryUnregister;
-        if (!route.region.empty()) {
-          return errorResponse(sharedMemoryRegionNotFound(cuda ? "CUDA" : "system", route.region));
-        }
-        return emptyResponse();
-      }
+        return statusResponse(server_.sharedMemory().unregisterSystem(route.region));
+      case Endpoint::kCudaSharedMemoryUnregister:
+        return statusResponse(server_.sharedMemory().unregisterCuda(route.region));
       case Endpoint::kModelGenerate:
         return errorResponse(unsupported("the generate extension is not supported"));
       case Endpoint::kModelTrace:
@@ -330,6 +351,124 @@ class HttpFrontendImpl final : public HttpFrontend {
       default:
         return errorResponse(internalError("unhandled endpoint"));
     }
+  }
+
+  static HttpResponse statusResponse(const Status& status) {
+    return status.isOk() ? emptyResponse() : errorResponse(status);
+  }
+
+  // --- client shared memory (the regions live in the core's SharedMemoryManager, shared with
+  // gRPC: a region registered over one protocol is usable over the other)
+
+  HttpResponse systemSharedMemoryStatus(const http::Route& route) {
+    auto regions = server_.sharedMemory().systemStatus(route.region);
+    if (!regions.isOk()) return errorResponse(regions.status());
+    json list = json::array();
+    for (const auto& r : *regions) {
+      list.push_back(json{{"name", r.name}, {"key", r.key}, {"offset", r.offset},
+                          {"byte_size", r.byte_size}});
+    }
+    return jsonResponse(list);
+  }
+
+  HttpResponse cudaSharedMemoryStatus(const http::Route& route) {
+    auto regions = server_.sharedMemory().cudaStatus(route.region);
+    if (!regions.isOk()) return errorResponse(regions.status());
+    json list = json::array();
+    for (const auto& r : *regions) {
+      list.push_back(
+          json{{"name", r.name}, {"device_id", r.device_id}, {"byte_size", r.byte_size}});
+    }
+    return jsonResponse(list);
+  }
+
+  // A required (or, with `fallback`, optional) non-negative integer field of a register body.
+  static Result<uint64_t> unsignedField(const nlohmann::json& body, const char* field,
+                                        std::optional<uint64_t> fallback = std::nullopt) {
+    const auto it = body.find(field);
+    if (it == body.end()) {
+      if (fallback) return *fallback;
+      return invalidArg(std::string("the register request has no '") + field + "'");
+    }
+    if (!it->is_number_unsigned()) {
+      return invalidArg(std::string("'") + field + "' must be a non-negative integer, got " +
+                        it->dump());
+    }
+    return it->get<uint64_t>();
+  }
+
+  HttpResponse registerSystemSharedMemory(const http::Route& route, const HttpRequest& request) {
+    auto body = optionalJsonObject(request, "shared memory register request");
+    if (!body.isOk()) return errorResponse(body.status());
+    const auto key = body->find("key");
+    if (key == body->end() || !key->is_string()) {
+      return errorResponse(invalidArg("the register request has no 'key' string"));
+    }
+    auto offset = unsignedField(*body, "offset", 0);
+    if (!offset.isOk()) return errorResponse(offset.status());
+    auto byte_size = unsignedField(*body, "byte_size");
+    if (!byte_size.isOk()) return errorResponse(byte_size.status());
+    return statusResponse(server_.sharedMemory().registerSystem(
+        route.region, key->get<std::string>(), *offset, *byte_size));
+  }
+
+  HttpResponse registerCudaSharedMemory(const http::Route& route, const HttpRequest& request) {
+    auto body = optionalJsonObject(request, "CUDA shared memory register request");
+    if (!body.isOk()) return errorResponse(body.status());
+    const auto handle = body->find("raw_handle");
+    const nlohmann::json* b64 = nullptr;
+    if (handle != body->end() && handle->is_object()) {
+      if (const auto it = handle->find("b64"); it != handle->end()) b64 = &*it;
+    }
+    if (b64 == nullptr || !b64->is_string()) {
+      return errorResponse(
+          invalidArg("the register request has no 'raw_handle': {\"b64\": <base64 string>}"));
+    }
+    auto raw = http::decodeBase64(b64->get_ref<const std::string&>(), "'raw_handle'");
+    if (!raw.isOk()) return errorResponse(raw.status());
+    auto device = unsignedField(*body, "device_id", 0);
+    if (!device.isOk()) return errorResponse(device.status());
+    auto byte_size = unsignedField(*body, "byte_size");
+    if (!byte_size.isOk()) return errorResponse(byte_size.status());
+    return statusResponse(server_.sharedMemory().registerCuda(
+        route.region, *raw, static_cast<int64_t>(*device), *byte_size));
+  }
+
+  // Points inputs in client shared memory at their regions and tells the call where outputs in
+  // shared memory go. I/O thread, before the request reaches the core.
+  Status resolveSharedMemory(InferenceRequest& request, InferCall& call) {
+    const SharedMemoryManager& shared_memory = server_.sharedMemory();
+    for (InputTensor& input : request.inputs) {
+      BL_ASSIGN_OR_RETURN(auto location, sharedMemoryLocation(input.name, input.parameters));
+      if (!location) continue;
+      BL_ASSIGN_OR_RETURN(auto region, shared_memory.find(location->region));
+      if (region->isCuda()) {
+        // Device memory: copied once to the host for the backends, which read host memory.
+        // (The storage was reserved for one entry per input, so earlier views stay valid.)
+        std::string& storage = call.storage().emplace_back();
+        storage.resize(location->byte_size);
+        BL_RETURN_IF_ERROR(region->copyToHost(location->offset, location->byte_size,
+                                              reinterpret_cast<std::byte*>(storage.data())));
+        input.data = std::as_bytes(std::span(storage.data(), storage.size()));
+      } else {
+        BL_ASSIGN_OR_RETURN(auto window, region->range(location->offset, location->byte_size));
+        input.data = window;
+        request.keepalive.push_back(region);
+      }
+      for (auto it = input.parameters.begin(); it != input.parameters.end();) {
+        it = isSharedMemoryParameter(it->first) ? input.parameters.erase(it) : std::next(it);
+      }
+    }
+    for (const auto& [name, location] : call.format().shm_outputs) {
+      BL_ASSIGN_OR_RETURN(auto region, shared_memory.find(location.region));
+      if (region->isCuda()) {
+        return unsupported("output '" + name +
+                           "': CUDA shared memory outputs are not supported yet");
+      }
+      BL_ASSIGN_OR_RETURN(auto window, region->range(location.offset, location.byte_size));
+      call.addSharedMemoryOutput(name, std::move(region), window);
+    }
+    return Status::ok();
   }
 
   HttpResponse modelReady(const http::Route& route) {
@@ -513,6 +652,7 @@ class HttpFrontendImpl final : public HttpFrontend {
       status = http::parseInferRequest(call->body(), header_length.value_or(body_size), route.model,
                                        *core_request, call->format(), call->storage());
     }
+    if (status.isOk()) status = resolveSharedMemory(*core_request, *call);
     if (!status.isOk()) {
       call.release()->complete(status, -1);  // hands itself to the transport
       return;

@@ -229,12 +229,6 @@ Result<Shape> parseShape(const json& input, std::string_view tensor) {
   return shape;
 }
 
-// The HTTP shared-memory routes only answer the "unregister all" and "status" no-ops, so a tensor
-// can name no registered region here.
-bool isHttpSharedMemoryParameter(std::string_view key) {
-  return key.substr(0, 14) == "shared_memory_";
-}
-
 // Returns the binary_data_size (or -1 when the input has none).
 Result<int64_t> parseInputParameters(const json& input, InputTensor& tensor) {
   int64_t binary_size = -1;
@@ -243,10 +237,6 @@ Result<int64_t> parseInputParameters(const json& input, InputTensor& tensor) {
   if (!it->is_object()) return invalidArg(where(tensor.name) + ": 'parameters' must be an object");
   for (const auto& [key, value] : it->items()) {
     BL_RETURN_IF_ERROR(checkInputParameter(tensor.name, key));
-    if (isHttpSharedMemoryParameter(key)) {
-      return unsupported(where(tensor.name) +
-                         " uses shared memory, which the HTTP front end does not support yet");
-    }
     if (key == "binary_data_size") {
       if (!value.is_number_unsigned() ||
           value.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
@@ -272,15 +262,17 @@ Status parseOutputs(const json& outputs, InferenceRequest& request, OutputFormat
       return invalidArg("outputs[" + std::to_string(i) + "] has no 'name' string");
     }
     const std::string& output_name = name->get_ref<const std::string&>();
+    Parameters shm_parameters;
     if (const auto parameters = output.find("parameters"); parameters != output.end()) {
       if (!parameters->is_object()) {
         return invalidArg("output '" + output_name + "': 'parameters' must be an object");
       }
       for (const auto& [key, value] : parameters->items()) {
         BL_RETURN_IF_ERROR(checkOutputParameter(output_name, key));
-        if (isHttpSharedMemoryParameter(key)) {
-          return unsupported("output '" + output_name +
-                             "' uses shared memory, which the HTTP front end does not support yet");
+        if (isSharedMemoryParameter(key)) {
+          BL_ASSIGN_OR_RETURN(auto converted, parameterFromJson(key, value));
+          shm_parameters.emplace(key, std::move(converted));
+          continue;
         }
         if (key == "binary_data") {
           if (!value.is_boolean()) {
@@ -291,6 +283,8 @@ Status parseOutputs(const json& outputs, InferenceRequest& request, OutputFormat
         }
       }
     }
+    BL_ASSIGN_OR_RETURN(auto location, sharedMemoryLocation(output_name, shm_parameters));
+    if (location) format.shm_outputs.push_back({output_name, std::move(*location)});
     request.requested_outputs.push_back(output_name);
   }
   return Status::ok();
@@ -391,6 +385,16 @@ Status parseInferRequest(std::span<const std::byte> body, size_t header_length,
     BL_ASSIGN_OR_RETURN(tensor.shape, parseShape(input, tensor.name));
     BL_ASSIGN_OR_RETURN(const int64_t binary_size, parseInputParameters(input, tensor));
     const auto data = input.find("data");
+    // In client shared memory: the front end points the data at the region (resolveSharedMemory).
+    BL_ASSIGN_OR_RETURN(auto location, sharedMemoryLocation(tensor.name, tensor.parameters));
+    if (location) {
+      if (binary_size >= 0 || data != input.end()) {
+        return invalidArg(where(tensor.name) +
+                          " is in shared memory and must not also carry 'data' or "
+                          "'binary_data_size'");
+      }
+      continue;
+    }
     if (binary_size >= 0) {
       if (data != input.end()) {
         return invalidArg(where(tensor.name) +
@@ -571,7 +575,13 @@ Result<InferResponseBody> writeInferResponse(std::string_view model_name, int64_
     out += dataTypeWireName(output.datatype);
     out += "\",\"shape\":";
     appendShape(out, output.shape);
-    if (format.isBinary(output.name)) {
+    if (!output.shm_region.empty()) {
+      out += ",\"parameters\":{\"shared_memory_region\":\"";
+      net::appendJsonEscaped(out, output.shm_region);
+      out += "\",\"shared_memory_byte_size\":";
+      out += std::to_string(output.shm_byte_size);
+      out += "}}";
+    } else if (format.isBinary(output.name)) {
       out += ",\"parameters\":{\"binary_data_size\":";
       out += std::to_string(output.data.size());
       out += "}}";

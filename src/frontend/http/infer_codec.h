@@ -19,6 +19,7 @@
 
 #include "beamline/core/inference.h"
 #include "beamline/core/status.h"
+#include "frontend/common/request_rules.h"
 #include "net/byte_buffer.h"
 
 namespace inference {
@@ -32,6 +33,9 @@ struct OutputFormat {
   bool default_binary = false;  // request parameter binary_data_output, or a raw request
   // Requested outputs that set `binary_data` explicitly.
   std::vector<std::pair<std::string, bool>> explicit_binary;
+  // Requested outputs that go into the client's shared memory (shared_memory_region and
+  // shared_memory_byte_size, optional shared_memory_offset), in request order.
+  std::vector<std::pair<std::string, SharedMemoryLocation>> shm_outputs;
 
   bool isBinary(std::string_view output_name) const;
 };
@@ -41,7 +45,8 @@ struct OutputFormat {
 using JsonInputStorage = std::vector<std::string>;
 
 // Fills `request` (not model_name / model_version, which come from the URL) from a JSON(+binary)
-// body. `header_length` is the length of the JSON header (the whole body when no binary data).
+// body. Inputs in client shared memory keep their shared_memory_* parameters and get no data
+// here: the caller points them at the region (it owns the region table). `header_length` is the length of the JSON header (the whole body when no binary data).
 // `model_name` appears in error messages.
 Status parseInferRequest(std::span<const std::byte> body, size_t header_length,
                          std::string_view model_name, InferenceRequest& request,
@@ -60,7 +65,11 @@ struct OutputTensor {
   std::string name;
   DataType datatype = DataType::kInvalid;
   Shape shape;
-  net::ByteBuffer data;
+  net::ByteBuffer data;  // empty when the output went into shared memory
+  // Set when the output was written into the client's shared memory region `shm_region`
+  // (`shm_byte_size` bytes); the response then names the region instead of carrying the data.
+  std::string shm_region;
+  uint64_t shm_byte_size = 0;
 };
 
 // The response body: `json` is the JSON header; the data of binary outputs is moved into `binary`
