@@ -210,11 +210,37 @@ TEST(InferCodecTest, OutputsChooseBinaryOrJson) {
   expectError(
       parse(R"({"inputs":[],"outputs":[{"name":"A","parameters":{"classification":2}}]})").status,
       StatusCode::kUnsupported, "classification");
+}
+
+TEST(InferCodecTest, SharedMemoryTensorsAreLeftToTheFrontEnd) {
+  // An input in shared memory keeps its location parameters and gets no data from the body.
+  auto p = parse(
+      R"({"inputs":[{"name":"a","datatype":"FP32","shape":[2],"parameters":{"shared_memory_region":"r","shared_memory_byte_size":8,"shared_memory_offset":4}}],
+          "outputs":[{"name":"B","parameters":{"shared_memory_region":"o","shared_memory_byte_size":16}},{"name":"C"}]})");
+  ASSERT_TRUE(p.status.isOk()) << p.status.toString();
+  ASSERT_EQ(p.request.inputs.size(), 1u);
+  EXPECT_TRUE(p.request.inputs[0].data.empty());
+  EXPECT_EQ(p.request.inputs[0].parameters.count("shared_memory_region"), 1u);
+  ASSERT_EQ(p.format.shm_outputs.size(), 1u);
+  EXPECT_EQ(p.format.shm_outputs[0].first, "B");
+  EXPECT_EQ(p.format.shm_outputs[0].second.region, "o");
+  EXPECT_EQ(p.format.shm_outputs[0].second.byte_size, 16u);
+  EXPECT_EQ(p.request.requested_outputs, (std::vector<std::string>{"B", "C"}));
+
   expectError(
       parse(
           R"({"inputs":[{"name":"a","datatype":"FP32","shape":[1],"parameters":{"shared_memory_region":"r"}}]})")
           .status,
-      StatusCode::kUnsupported, "shared memory");
+      StatusCode::kInvalidArg, "shared_memory_byte_size");
+  expectError(
+      parse(
+          R"({"inputs":[{"name":"a","datatype":"FP32","shape":[1],"data":[1],"parameters":{"shared_memory_region":"r","shared_memory_byte_size":4}}]})")
+          .status,
+      StatusCode::kInvalidArg, "shared memory");
+  expectError(
+      parse(R"({"inputs":[],"outputs":[{"name":"B","parameters":{"shared_memory_offset":4}}]})")
+          .status,
+      StatusCode::kInvalidArg, "shared_memory_region");
 }
 
 // --- raw requests
