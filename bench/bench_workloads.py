@@ -4,7 +4,7 @@ one intra-op thread like the server's instances) and through a beamline server (
 tritonclient), per batch size; and tracking events/s for the Exa.TrkX ensemble against the fused
 model. On demand only (docs/PERFORMANCE.md), never in CI.
 
-  .venv/bin/python bench/bench_workloads.py [--url HOST:PORT] [--duration-s 3] [--markdown]
+  .venv/bin/python bench/bench_workloads.py [--url HOST:PORT] [--duration-s 3]   # markdown tables
 
 Without --url it starts `build/release/bin/beamline serve` over models/repository on free ports.
 """
@@ -58,19 +58,29 @@ WORKLOADS = {  # model -> (inputs for a batch, batch sizes, outputs)
 }
 
 
-def in_process(repository: pathlib.Path, duration_s: float) -> dict:
-    import torch
-    torch.set_num_threads(1)
-    results = {}
-    for model, (make_inputs, batches, _) in WORKLOADS.items():
-        module = torch.jit.load(str(repository / model / "1" / "model.pt"))
-        module.eval()
-        for batch in batches:
-            tensors = [torch.from_numpy(a) for a in make_inputs(batch).values()]
-            with torch.inference_mode():
-                count, elapsed = timed(lambda: module(*tensors), duration_s)
-            results[(model, batch)] = count * batch / elapsed
-    return results
+class InProcess:
+    """TorchScript through LibTorch in this process, one intra-op thread like a server instance."""
+
+    def __init__(self, repository: pathlib.Path):
+        import torch
+        torch.set_num_threads(1)
+        self.torch = torch
+        self.repository = repository
+        self.modules = {}
+
+    def rate(self, model: str, arrays: dict, batch: int, duration_s: float) -> float:
+        torch = self.torch
+        if model not in self.modules:
+            module = torch.jit.load(str(self.repository / model / "1" / "model.pt"))
+            module.eval()
+            self.modules[model] = module
+        module = self.modules[model]
+        tensors = [torch.from_numpy(a) for a in arrays.values()]
+        with torch.inference_mode():
+            for _ in range(3):  # TorchScript's profiling executor optimises after a few runs
+                module(*tensors)
+            count, elapsed = timed(lambda: module(*tensors), duration_s)
+        return count * batch / elapsed
 
 
 def start_server(binary: pathlib.Path, repository: pathlib.Path):
@@ -86,22 +96,28 @@ def start_server(binary: pathlib.Path, repository: pathlib.Path):
     raise RuntimeError("the server exited before it was ready")
 
 
-def through_service(url: str, duration_s: float) -> dict:
+def measure(url: str, local: InProcess | None, duration_s: float) -> dict:
+    """Per model and batch: in-process, then through the server, back to back, so that both
+    numbers of a row see the same machine load."""
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import np_to_triton_dtype
     client = grpcclient.InferenceServerClient(url)
     results = {}
     for model, (make_inputs, batches, outputs) in WORKLOADS.items():
         for batch in batches:
+            arrays = make_inputs(batch)
             inputs = []
-            for name, array in make_inputs(batch).items():
+            for name, array in arrays.items():
                 tensor = grpcclient.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
                 tensor.set_data_from_numpy(array)
                 inputs.append(tensor)
             requested = [grpcclient.InferRequestedOutput(name) for name in outputs]
+            for _ in range(3):
+                client.infer(model, inputs, outputs=requested)
+            own = local.rate(model, arrays, batch, duration_s) if local else None
             count, elapsed = timed(lambda: client.infer(model, inputs, outputs=requested),
                                    duration_s)
-            results[(model, batch)] = count * batch / elapsed
+            results[(model, batch)] = (own, count * batch / elapsed)
     return results
 
 
@@ -140,13 +156,13 @@ def main() -> int:
     parser.add_argument("--skip-in-process", action="store_true")
     args = parser.parse_args()
 
-    local = in_process(args.repository, args.duration_s) if not args.skip_in_process else {}
+    local = None if args.skip_in_process else InProcess(args.repository)
     server = None
     url = args.url
     if url is None:
         server, url = start_server(args.binary, args.repository)
     try:
-        served = through_service(url, args.duration_s)
+        served = measure(url, local, args.duration_s)
         events = tracking(url, args.duration_s)
     finally:
         if server is not None:
@@ -155,8 +171,7 @@ def main() -> int:
 
     print("| model | batch | in-process items/s | through the server items/s | server / in-process |")
     print("|---|---:|---:|---:|---:|")
-    for (model, batch), rate in served.items():
-        own = local.get((model, batch))
+    for (model, batch), (own, rate) in served.items():
         ratio = f"{rate / own:.2f}" if own else "-"
         own_text = f"{own:.0f}" if own else "-"
         print(f"| {model} | {batch} | {own_text} | {rate:.0f} | {ratio} |")

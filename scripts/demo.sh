@@ -62,6 +62,15 @@ else
   RESULTS+=("FAIL  framework demo (EventClient, 2 streams, reference patches)")
 fi
 
+# The physics workloads' demo workflows (examples/workflows): ProtoDUNE-like hit classification
+# with emtrack_cnn, jet tagging with ParticleNet(-Lite), tracking with Exa.TrkX fused and ensemble.
+echo; echo "== demo workflows: ProtoDUNE hits, jet tagging, tracking"
+if bash "$ROOT/examples/workflows/run_workflows.sh" -u "$URL"; then
+  RESULTS+=("PASS  demo workflows (emtrack_cnn, particlenet(_lite), exatrkx fused + ensemble)")
+else
+  RESULTS+=("FAIL  demo workflows (emtrack_cnn, particlenet(_lite), exatrkx fused + ensemble)")
+fi
+
 echo; echo "== summary"
 printf '   %s\n' "${RESULTS[@]}"
 echo "   server log: $(grep -c . "$WORK/server.log") lines; last: $(tail -1 "$WORK/server.log")"

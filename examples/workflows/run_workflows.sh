@@ -40,5 +40,4 @@ echo "== jet events: ParticleNet and ParticleNet-Lite"
 echo "== tracking events: Exa.TrkX fused"
 "$PYTHON" examples/workflows/tracking.py -u "$URL" --events 20 --model exatrkx_fused
 echo "== tracking events: Exa.TrkX ensemble"
-"$PYTHON" examples/workflows/tracking.py -u "$URL" --events 20 --model exatrkx \
-  || echo "(the ensemble needs platform \"ensemble\" support in the server)"
+"$PYTHON" examples/workflows/tracking.py -u "$URL" --events 20 --model exatrkx
