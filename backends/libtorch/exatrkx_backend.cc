@@ -301,65 +301,27 @@ BlError* runPipeline(InstanceState& instance, BlBatch* batch) {
   return nullptr;
 }
 
-// --- C entry points: nothing may throw past these ------------------------------------------------
+// --- the C entry points (plugin_support.h): nothing may throw past them
+// ---------------------------
 
-BlError* modelCreate(BlModel* model, void** model_state) {
-  return plugin::guarded(host, "exatrkx backend: modelCreate",
-                         [&] { return createModel(model, model_state); });
-}
-
-void modelDestroy(void* model_state) {
-  try {
-    delete static_cast<ModelState*>(model_state);
-  } catch (...) {  // LibTorch destructors should not throw; never let one out
+struct Plugin {
+  static constexpr const char* kName = "exatrkx backend";
+  using ModelState = exatrkx::ModelState;
+  using InstanceState = exatrkx::InstanceState;
+  static void setHost(const BlHostApi* api) { host = api; }
+  static Status createModel(BlModel* model, void** state) {
+    return exatrkx::createModel(model, state);
   }
-}
-
-BlError* instanceCreate(void* model_state, BlInstance* instance, void** instance_state) {
-  return plugin::guarded(host, "exatrkx backend: instanceCreate", [&] {
-    return createInstance(*static_cast<const ModelState*>(model_state), instance, instance_state);
-  });
-}
-
-void instanceDestroy(void* instance_state) {
-  try {
-    delete static_cast<InstanceState*>(instance_state);
-  } catch (...) {
+  static Status createInstance(const ModelState& model, BlInstance* instance, void** state) {
+    return exatrkx::createInstance(model, instance, state);
   }
-}
-
-BlError* execute(void* instance_state, BlBatch* batch) {
-  try {
-    return runPipeline(*static_cast<InstanceState*>(instance_state), batch);
-  } catch (const std::exception& e) {
-    return host->errorNew(BL_STATUS_INTERNAL, ("exatrkx backend: " + describe(e)).c_str());
-  } catch (...) {
-    return host->errorNew(BL_STATUS_INTERNAL, "exatrkx backend: unknown exception");
+  static BlError* execute(InstanceState& instance, BlBatch* batch) {
+    return runPipeline(instance, batch);
   }
-}
+  static std::string describe(const std::exception& e) { return exatrkx::describe(e); }
+};
 
 }  // namespace
 }  // namespace beamline::backend::exatrkx
 
-extern "C" {
-
-BL_BACKEND_EXPORT uint32_t beamline_backend_api_version(void) { return BL_BACKEND_API_VERSION; }
-
-BL_BACKEND_EXPORT BlError* beamline_backend_init(const BlHostApi* host, BlBackendApi* backend) {
-  namespace self = beamline::backend::exatrkx;
-  if (host->struct_size < sizeof(BlHostApi)) {
-    return host->errorNew(BL_STATUS_UNSUPPORTED,
-                          "exatrkx backend: the server's host API is older than the backend's");
-  }
-  self::host = host;
-  backend->struct_size = sizeof(BlBackendApi);
-  backend->modelCreate = self::modelCreate;
-  backend->modelDestroy = self::modelDestroy;
-  backend->instanceCreate = self::instanceCreate;
-  backend->instanceDestroy = self::instanceDestroy;
-  backend->execute = self::execute;
-  backend->finalize = nullptr;
-  return nullptr;
-}
-
-}  // extern "C"
+BEAMLINE_NATIVE_PLUGIN_EXPORTS(beamline::backend::exatrkx::Plugin)

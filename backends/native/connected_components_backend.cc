@@ -149,57 +149,26 @@ BlError* runBatch(InstanceState& instance, BlBatch* batch) {
   return nullptr;
 }
 
-// --- C entry points: nothing may throw past these ------------------------------------------------
+// --- the C entry points (plugin_support.h): nothing may throw past them
+// ---------------------------
 
-BlError* modelCreate(BlModel* model, void** model_state) {
-  return plugin::guarded(host, "connected_components backend: modelCreate",
-                         [&] { return createModel(model, model_state); });
-}
-
-void modelDestroy(void* model_state) { delete static_cast<ModelState*>(model_state); }
-
-BlError* instanceCreate(void* model_state, BlInstance* instance, void** instance_state) {
-  return plugin::guarded(host, "connected_components backend: instanceCreate", [&] {
-    return createInstance(*static_cast<const ModelState*>(model_state), instance, instance_state);
-  });
-}
-
-void instanceDestroy(void* instance_state) { delete static_cast<InstanceState*>(instance_state); }
-
-BlError* execute(void* instance_state, BlBatch* batch) {
-  try {
-    return runBatch(*static_cast<InstanceState*>(instance_state), batch);
-  } catch (const std::exception& e) {
-    return host->errorNew(BL_STATUS_INTERNAL,
-                          (std::string("connected_components backend: ") + e.what()).c_str());
-  } catch (...) {
-    return host->errorNew(BL_STATUS_INTERNAL, "connected_components backend: unknown exception");
+struct Plugin {
+  static constexpr const char* kName = "connected_components backend";
+  using ModelState = components_backend::ModelState;
+  using InstanceState = components_backend::InstanceState;
+  static void setHost(const BlHostApi* api) { host = api; }
+  static Status createModel(BlModel* model, void** state) {
+    return components_backend::createModel(model, state);
   }
-}
+  static Status createInstance(const ModelState& model, BlInstance* instance, void** state) {
+    return components_backend::createInstance(model, instance, state);
+  }
+  static BlError* execute(InstanceState& instance, BlBatch* batch) {
+    return runBatch(instance, batch);
+  }
+};
 
 }  // namespace
 }  // namespace beamline::native::components_backend
 
-extern "C" {
-
-BL_BACKEND_EXPORT uint32_t beamline_backend_api_version(void) { return BL_BACKEND_API_VERSION; }
-
-BL_BACKEND_EXPORT BlError* beamline_backend_init(const BlHostApi* host, BlBackendApi* backend) {
-  namespace self = beamline::native::components_backend;
-  if (host->struct_size < sizeof(BlHostApi)) {
-    return host->errorNew(
-        BL_STATUS_UNSUPPORTED,
-        "connected_components backend: the server's host API is older than the backend's");
-  }
-  self::host = host;
-  backend->struct_size = sizeof(BlBackendApi);
-  backend->modelCreate = self::modelCreate;
-  backend->modelDestroy = self::modelDestroy;
-  backend->instanceCreate = self::instanceCreate;
-  backend->instanceDestroy = self::instanceDestroy;
-  backend->execute = self::execute;
-  backend->finalize = nullptr;
-  return nullptr;
-}
-
-}  // extern "C"
+BEAMLINE_NATIVE_PLUGIN_EXPORTS(beamline::native::components_backend::Plugin)

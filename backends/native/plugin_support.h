@@ -49,6 +49,99 @@ BlError* guarded(const BlHostApi* host, const char* what, Function&& function) n
   }
 }
 
+// The C entry points of one plug-in, written once. `Plugin` names the plug-in's parts:
+//   static constexpr const char* kName;                  e.g. "frnn backend" (error prefix)
+//   using ModelState = ...; using InstanceState = ...;   deleted with `delete`
+//   static void setHost(const BlHostApi*);               keeps the host's API
+//   static Status createModel(BlModel*, void** model_state);
+//   static Status createInstance(const ModelState&, BlInstance*, void** instance_state);
+//   static BlError* execute(InstanceState&, BlBatch*);
+//   static std::string describe(const std::exception&);  optional (default: what())
+// Everything is noexcept: exceptions become INTERNAL errors naming the plug-in. Threads: as the
+// ABI says (model calls on the loading thread, instance calls on that instance's thread).
+template <typename Plugin>
+struct EntryPoints {
+  static std::string describe(const std::exception& e) {
+    if constexpr (requires { Plugin::describe(e); }) {
+      return Plugin::describe(e);
+    } else {
+      return e.what();
+    }
+  }
+
+  static BlError* modelCreate(BlModel* model, void** model_state) noexcept {
+    return guarded(host_, (std::string(Plugin::kName) + ": modelCreate").c_str(),
+                   [&] { return Plugin::createModel(model, model_state); });
+  }
+
+  static void modelDestroy(void* model_state) noexcept {
+    try {
+      delete static_cast<typename Plugin::ModelState*>(model_state);
+    } catch (...) {  // destructors should not throw; never let one out
+    }
+  }
+
+  static BlError* instanceCreate(void* model_state, BlInstance* instance,
+                                 void** instance_state) noexcept {
+    return guarded(host_, (std::string(Plugin::kName) + ": instanceCreate").c_str(), [&] {
+      return Plugin::createInstance(*static_cast<const typename Plugin::ModelState*>(model_state),
+                                    instance, instance_state);
+    });
+  }
+
+  static void instanceDestroy(void* instance_state) noexcept {
+    try {
+      delete static_cast<typename Plugin::InstanceState*>(instance_state);
+    } catch (...) {
+    }
+  }
+
+  static BlError* execute(void* instance_state, BlBatch* batch) noexcept {
+    try {
+      return Plugin::execute(*static_cast<typename Plugin::InstanceState*>(instance_state), batch);
+    } catch (const std::exception& e) {
+      return host_->errorNew(BL_STATUS_INTERNAL,
+                             (std::string(Plugin::kName) + ": " + describe(e)).c_str());
+    } catch (...) {
+      return host_->errorNew(BL_STATUS_INTERNAL,
+                             (std::string(Plugin::kName) + ": unknown exception").c_str());
+    }
+  }
+
+  // beamline_backend_init: checks the host's API size, keeps the host, fills the entry points.
+  static BlError* init(const BlHostApi* host, BlBackendApi* backend) noexcept {
+    if (host->struct_size < sizeof(BlHostApi)) {
+      return host->errorNew(
+          BL_STATUS_UNSUPPORTED,
+          (std::string(Plugin::kName) + ": the server's host API is older than the backend's")
+              .c_str());
+    }
+    host_ = host;
+    Plugin::setHost(host);
+    backend->struct_size = sizeof(BlBackendApi);
+    backend->modelCreate = modelCreate;
+    backend->modelDestroy = modelDestroy;
+    backend->instanceCreate = instanceCreate;
+    backend->instanceDestroy = instanceDestroy;
+    backend->execute = execute;
+    backend->finalize = nullptr;
+    return nullptr;
+  }
+
+ private:
+  static inline const BlHostApi* host_ = nullptr;
+};
+
+// Defines the two exported C functions of a plug-in from its `Plugin` description (at global
+// scope, once per plug-in library).
+#define BEAMLINE_NATIVE_PLUGIN_EXPORTS(Plugin)                                                     \
+  extern "C" {                                                                                     \
+  BL_BACKEND_EXPORT uint32_t beamline_backend_api_version(void) { return BL_BACKEND_API_VERSION; } \
+  BL_BACKEND_EXPORT BlError* beamline_backend_init(const BlHostApi* host, BlBackendApi* backend) { \
+    return ::beamline::native::plugin::EntryPoints<Plugin>::init(host, backend);                   \
+  }                                                                                                \
+  }
+
 // Returns a host call's BlError from the enclosing function (the host's API has no accessor for an
 // error's message, so host errors travel back unchanged rather than as a Status).
 #define BL_NATIVE_RETURN_IF_HOST_ERROR(expression) \
