@@ -153,3 +153,23 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return [f"beamline binary: {beamline_binary()} (exists: {beamline_binary().exists()})",
             f"backend directory: {backend_directory()}, LibTorch backend: "
             f"{libtorch_backend_available()}", f"python: {sys.executable}"]
+
+
+@pytest.fixture
+def regions():
+    """make(byte_size) -> (key, handle): a POSIX shared memory region made with tritonclient's shm
+    utilities, destroyed after the test."""
+    import uuid
+
+    import tritonclient.utils.shared_memory as shm
+    made = []
+
+    def make(byte_size: int):
+        key = f"/beamline_test_{uuid.uuid4().hex[:12]}"
+        handle = shm.create_shared_memory_region(key.strip("/"), key, byte_size)
+        made.append(handle)
+        return key, handle
+
+    yield make
+    for handle in made:
+        shm.destroy_shared_memory_region(handle)

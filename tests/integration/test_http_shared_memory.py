@@ -4,8 +4,6 @@ results as plain HTTP), one region table for both protocols, and clear errors fo
 bodies, windows and mixed data."""
 
 import json
-import uuid
-
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
@@ -19,21 +17,6 @@ from beamline_harness import (assert_still_serving_http, expect_http_error, http
 def shm_server(start_server, model_repository):
     write_model(model_repository, "ident", identity_config("ident", max_batch_size=8))
     return start_server(model_repository, "--allow-client-shm", "true", name="http-shm")
-
-
-@pytest.fixture
-def regions():
-    made = []
-
-    def make(byte_size: int):
-        key = f"/beamline_http_{uuid.uuid4().hex[:12]}"
-        handle = shm.create_shared_memory_region(key.strip("/"), key, byte_size)
-        made.append(handle)
-        return key, handle
-
-    yield make
-    for handle in made:
-        shm.destroy_shared_memory_region(handle)
 
 
 def plain_infer(client, data):

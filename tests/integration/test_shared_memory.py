@@ -2,8 +2,6 @@
 outputs written to client regions give the same results as plain gRPC; registration is refused
 without --allow-client-shm; bad regions, offsets and sizes get clear errors."""
 
-import uuid
-
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
@@ -16,21 +14,6 @@ from beamline_harness import expect_error, identity_config, make_input, write_mo
 def shm_server(start_server, model_repository):
     write_model(model_repository, "ident", identity_config("ident", max_batch_size=8))
     return start_server(model_repository, "--allow-client-shm", "true", name="shm")
-
-
-@pytest.fixture
-def regions():
-    made = []
-
-    def make(byte_size: int):
-        key = f"/beamline_test_{uuid.uuid4().hex[:12]}"
-        handle = shm.create_shared_memory_region(key.strip("/"), key, byte_size)
-        made.append(handle)
-        return key, handle
-
-    yield make
-    for handle in made:
-        shm.destroy_shared_memory_region(handle)
 
 
 def test_inputs_and_outputs_in_shared_memory_equal_grpc(shm_server, regions):
