@@ -301,8 +301,7 @@ BlError* runPipeline(InstanceState& instance, BlBatch* batch) {
   return nullptr;
 }
 
-// --- the C entry points (plugin_support.h): nothing may throw past them
-// ---------------------------
+// --- the C entry points (plugin_support.h): nothing may throw past them -----------------------
 
 struct Plugin {
   static constexpr const char* kName = "exatrkx backend";
