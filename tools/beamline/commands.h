@@ -9,5 +9,6 @@ namespace beamline::tools {
 void registerServeCommand(CLI::App& app, int& exit_code);
 void registerInferCommand(CLI::App& app, int& exit_code);
 void registerModelsCommand(CLI::App& app, int& exit_code);
+void registerPerfCommand(CLI::App& app, int& exit_code);
 
 }  // namespace beamline::tools

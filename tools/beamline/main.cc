@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   beamline::tools::registerServeCommand(app, exit_code);
   beamline::tools::registerInferCommand(app, exit_code);
   beamline::tools::registerModelsCommand(app, exit_code);
+  beamline::tools::registerPerfCommand(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
