@@ -88,7 +88,7 @@ MACHINE="$(nproc) vCPU $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xar
 DATE=$(date -u '+%F %H:%M UTC')
 COMMAND="bash bench/run_suite.sh --duration-s $DURATION_S --parts $PARTS --levels $LEVELS"
 mkdir -p "$WORK/a" "$WORK/b" "$WORK/d"
-bench_venv matplotlib
+bench_venv "matplotlib>=3.7,<3.9" "contourpy<1.2"
 
 # ----- a: beamline vs echo --------------------------------------------------------------------
 if has_part a; then
