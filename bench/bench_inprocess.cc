@@ -15,6 +15,7 @@
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include "beamline/core/process_tuning.h"
 #include "beamline/core/server.h"
 
 namespace {
@@ -51,6 +52,7 @@ class ReusedSink final : public beamline::ResponseSink {
 }  // namespace
 
 int main(int argc, char** argv) {
+  beamline::tuneProcessForInference();  // as `beamline serve` does: compare like with like
   CLI::App app{"In-process throughput of a model through beamline's core (no network)"};
   std::string repository = "models/repository", model = "cnn_patch", input = "INPUT__0";
   std::vector<int64_t> item_shape = {1, 48, 48};

@@ -7,7 +7,7 @@
 //
 // Prints "echo ready grpc=HOST:PORT" on stdout once serving; SIGINT/SIGTERM stop it.
 #include <grpcpp/grpcpp.h>
-#include <malloc.h>
+#include "beamline/core/process_tuning.h"
 #include <signal.h>
 
 #include <cstdio>
@@ -130,8 +130,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   // The same allocator settings as `beamline serve`.
-  mallopt(M_MMAP_THRESHOLD, 64 * 1024 * 1024);
-  mallopt(M_TRIM_THRESHOLD, 256 * 1024 * 1024);
+  beamline::tuneProcessForInference();
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGTERM);

@@ -33,7 +33,7 @@
 // Threads: main() drives everything from the main thread; the framework's arena threads run the
 // modules; EventLog is the only state shared between streams (a mutex). In `ratio`, drive() runs
 // one std::thread per client in flight.
-#include <malloc.h>
+#include "beamline/core/process_tuning.h"
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -859,12 +859,9 @@ int runRatio(const RatioOptions& options) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // The allocator settings of `beamline serve` (tools/beamline/serve_command.cc): without them
-  // glibc hands LibTorch's large temporaries back to the kernel after every batch and faults
-  // them in again on the next, which made in-process inference here 1.3-2x slower than the same
-  // model in the server. In-process and served must differ only in the serving path.
-  mallopt(M_MMAP_THRESHOLD, 64 * 1024 * 1024);
-  mallopt(M_TRIM_THRESHOLD, 256 * 1024 * 1024);
+  // The allocator settings of `beamline serve`: in-process and served must differ only in the
+  // serving path (process_tuning.h).
+  beamline::tuneProcessForInference();
   CLI::App app{"The ProtoDUNE inference-as-a-service study and the served / in-process ratio"};
   app.require_subcommand(1);
   spdlog::set_level(spdlog::level::warn);

@@ -15,6 +15,7 @@
 #include <CLI/CLI.hpp>
 
 #include "beamline/client/event_client.h"
+#include "beamline/core/process_tuning.h"
 #include "beamline/client/in_process.h"
 #include "framework.h"
 #include "npy.h"
@@ -58,6 +59,8 @@ beamline::Status checkReference(const bc::EventClient::Config& base,
 }  // namespace
 
 int main(int argc, char** argv) {
+  // In-process inference and the local fallback run LibTorch here (process_tuning.h).
+  beamline::tuneProcessForInference();
   CLI::App app{"The patch-classification demo: a mini framework calling the CNN through beamline"};
   std::vector<std::string> servers;
   std::string repository, backend_directory, reference, model = "cnn_patch", mode = "Async",

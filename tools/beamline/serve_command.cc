@@ -1,6 +1,5 @@
 // `beamline serve`: load model repositories and serve them over gRPC and HTTP, with Prometheus
 // metrics, until SIGTERM/SIGINT.
-#include <malloc.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -16,6 +15,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "beamline/core/process_tuning.h"
 #include "beamline/core/server.h"
 #include "commands.h"
 #include "frontend/grpc/grpc_frontend.h"
@@ -80,18 +80,11 @@ std::vector<std::string> defaultBackendDirectories() {
   return result;
 }
 
-// Process settings that matter for throughput with Debian's glibc: keep freed message buffers
-// instead of returning them to the kernel and faulting them back in on the next request.
-void tuneAllocator() {
-  mallopt(M_MMAP_THRESHOLD, 64 * 1024 * 1024);
-  mallopt(M_TRIM_THRESHOLD, 256 * 1024 * 1024);
-}
-
 int runServe(const ServeFlags& flags) {
   spdlog::set_default_logger(spdlog::stderr_color_mt("beamline"));
   spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
   spdlog::set_level(flags.log_verbose > 0 ? spdlog::level::debug : spdlog::level::info);
-  tuneAllocator();
+  tuneProcessForInference();
 
   // Block the stop signals in every thread; the main thread waits for them with sigwait.
   sigset_t stop_signals;
