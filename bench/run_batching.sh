@@ -19,7 +19,8 @@ echo; echo "## in-process (core + LibTorch backend, no network), cnn_patch"
 
 WORK=$(mktemp -d)
 "$BUILD/bin/beamline" serve --model-repository models/repository --grpc-address 127.0.0.1 \
-  --grpc-port 0 --model-control-mode explicit --load-model cnn_patch --load-model cnn_patch_batched \
+  --grpc-port 0 --http-port -1 --metrics-port -1 --model-control-mode explicit \
+  --load-model cnn_patch --load-model cnn_patch_batched \
   >"$WORK/out" 2>"$WORK/log" &
 PID=$!
 trap 'kill -TERM $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$WORK"' EXIT
