@@ -135,7 +135,7 @@ def main() -> int:
 
     lines: list[str] = []
     add = lines.append
-    add("## The ProtoDUNE study: inference as a service against the CPU-only job (issue 7 c, e)")
+    add("#### c, e. The ProtoDUNE study: inference as a service against the CPU-only job")
     add("")
     add("What: (c) the served / in-process throughput of the physics models at the same batch size, "
         "and (e) a simulated ProtoDUNE reconstruction job in the shape of the SONIC paper "
@@ -161,7 +161,7 @@ def main() -> int:
     add(f"Machine: {nproc()} cores, {cpu_model()}; client(s) and server share them. Date: "
         f"{args.started}. Load average before: {args.load_before}; after: {args.load_after}.")
     add("")
-    add("### c. Served / in-process, same batch size")
+    add("##### c. Served / in-process, same batch size")
     add("")
     add("In-process: requests of B items through beamline's core and LibTorch backend in the "
         "benchmark's process (no network), two in flight so that the instance (1 intra-op thread) "
@@ -181,7 +181,7 @@ def main() -> int:
     add("")
     add("![served / in-process](study_ratio.png)")
     add("")
-    add("### e. The job: CPU-only against the service")
+    add("##### e. The job: CPU-only against the service")
     add("")
     add(f"{len(rounds)} round(s), each running the three modes in turn on the same "
         f"{cpu['events']} events (after {cpu['streams']} warm-up events per run). CPU core-s per "
@@ -246,7 +246,7 @@ def main() -> int:
         "sends an event's patches in requests of at most `max_batch_size` 1024).")
     add("")
     if saturation:
-        add("### e. Saturation: client threads against one server")
+        add("##### e. Saturation: client threads against one server")
         add("")
         add("N client threads, one event in flight each, against the same server. Here the CPU "
             "part *sleeps* as long as it computed in the CPU-only job: the paper's clients ran on "
