@@ -379,7 +379,7 @@ def main() -> int:
         elif model == "particlenet_lite":
             train_particlenet("particlenet_lite", train_count=16000, epochs=5)
         elif model == "particlenet":
-            train_particlenet("particlenet", train_count=10000, epochs=3, lr=3e-3)
+            train_particlenet("particlenet", train_count=16000, epochs=5, lr=2e-3)
         elif model == "exatrkx":
             train_exatrkx(reuse=tuple(args.reuse))
         else:
