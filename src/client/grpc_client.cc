@@ -14,6 +14,7 @@
 #include <type_traits>
 
 #include "grpc_service.grpc.pb.h"
+#include "request_encoding.h"
 
 namespace beamline::client {
 
@@ -697,18 +698,6 @@ struct GrpcClient::Impl {
 };
 
 namespace {
-
-grpc_compression_algorithm toGrpcCompression(Compression compression) {
-  switch (compression) {
-    case Compression::kGzip:
-      return GRPC_COMPRESS_GZIP;
-    case Compression::kDeflate:
-      return GRPC_COMPRESS_DEFLATE;
-    case Compression::kNone:
-      break;
-  }
-  return GRPC_COMPRESS_NONE;
-}
 
 void configureContext(grpc::ClientContext& context, const ClientOptions& options,
                       const CallOptions* call = nullptr) {

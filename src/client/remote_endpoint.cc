@@ -301,18 +301,6 @@ class RemoteEndpoint final : public Endpoint {
   mutable size_t in_flight_ = 0;
 };
 
-grpc_compression_algorithm toGrpc(Compression compression) {
-  switch (compression) {
-    case Compression::kGzip:
-      return GRPC_COMPRESS_GZIP;
-    case Compression::kDeflate:
-      return GRPC_COMPRESS_DEFLATE;
-    case Compression::kNone:
-      break;
-  }
-  return GRPC_COMPRESS_NONE;
-}
-
 void RemoteEndpoint::infer(const InferRequest& request, InferResult& result,
                            const CallOptions& options, InferDone done) const {
   const auto start = Clock::now();
@@ -327,7 +315,7 @@ void RemoteEndpoint::infer(const InferRequest& request, InferResult& result,
   if (call->timeout.count() > 0) {
     call->context.set_deadline(std::chrono::system_clock::now() + call->timeout);
   }
-  if (options.compression) call->context.set_compression_algorithm(toGrpc(*options.compression));
+  if (options.compression) call->context.set_compression_algorithm(toGrpcCompression(*options.compression));
   call->result = &result;
   call->done = std::move(done);
   call->model = request.modelName();

@@ -127,4 +127,37 @@ Status loadFileParameterUnsupported(std::string_view key) {
                      "') is not supported; put them in the repository");
 }
 
+Status bindSharedMemoryInput(const SharedMemoryManager& shared_memory,
+                             const SharedMemoryLocation& location, InputTensor& input,
+                             InferenceRequest& request, std::vector<std::string>& host_copies) {
+  BL_ASSIGN_OR_RETURN(auto region, shared_memory.find(location.region));
+  if (region->isCuda()) {
+    std::string& storage = host_copies.emplace_back();
+    storage.resize(location.byte_size);
+    BL_RETURN_IF_ERROR(region->copyToHost(location.offset, location.byte_size,
+                                          reinterpret_cast<std::byte*>(storage.data())));
+    input.data = std::as_bytes(std::span(storage.data(), storage.size()));
+  } else {
+    BL_ASSIGN_OR_RETURN(auto window, region->range(location.offset, location.byte_size));
+    input.data = window;
+    request.keepalive.push_back(std::move(region));
+  }
+  for (auto it = input.parameters.begin(); it != input.parameters.end();) {
+    it = isSharedMemoryParameter(it->first) ? input.parameters.erase(it) : std::next(it);
+  }
+  return Status::ok();
+}
+
+Result<SharedMemoryWindow> sharedMemoryOutputWindow(const SharedMemoryManager& shared_memory,
+                                                    const SharedMemoryLocation& location,
+                                                    std::string_view output_name) {
+  BL_ASSIGN_OR_RETURN(auto region, shared_memory.find(location.region));
+  if (region->isCuda()) {
+    return unsupported("output '" + std::string(output_name) +
+                       "': CUDA shared memory outputs are not supported yet");
+  }
+  BL_ASSIGN_OR_RETURN(auto window, region->range(location.offset, location.byte_size));
+  return SharedMemoryWindow{std::move(region), window};
+}
+
 }  // namespace beamline::frontend

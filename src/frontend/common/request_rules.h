@@ -1,15 +1,20 @@
 // Rules that both front ends (gRPC and HTTP) apply to what clients send, so that the two protocols
 // accept and refuse exactly the same things: model version strings, the reserved request
 // parameters, the tensor parameters this server does not support, and load-request parameters.
-// Pure functions; any thread.
+// Pure functions, but for the shared-memory helpers, which read the server's region table; any
+// thread.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "beamline/core/inference.h"
+#include "beamline/core/shared_memory.h"
 #include "beamline/core/status.h"
 
 namespace beamline::frontend {
@@ -45,6 +50,25 @@ struct SharedMemoryLocation {
 Result<std::optional<SharedMemoryLocation>> sharedMemoryLocation(std::string_view tensor_name,
                                                                  const Parameters& parameters);
 bool isSharedMemoryParameter(std::string_view key);
+
+// Points `input` at its bytes in client shared memory: a view into a system region (kept mapped
+// by request.keepalive), or for a CUDA region one copy to the host into a new entry of
+// `host_copies` (the backends read host memory; reserve it so that earlier entries never move).
+// Removes the shared_memory_* parameters from the input. INVALID_ARG for an unknown region or a
+// range outside it.
+Status bindSharedMemoryInput(const SharedMemoryManager& shared_memory,
+                             const SharedMemoryLocation& location, InputTensor& input,
+                             InferenceRequest& request, std::vector<std::string>& host_copies);
+
+// Where an output the client asked to receive in shared memory goes; the caller keeps `region`
+// until the response is built. CUDA regions: UNSUPPORTED (outputs go to host memory only).
+struct SharedMemoryWindow {
+  std::shared_ptr<const SharedMemoryRegion> region;
+  std::span<std::byte> window;
+};
+Result<SharedMemoryWindow> sharedMemoryOutputWindow(const SharedMemoryManager& shared_memory,
+                                                    const SharedMemoryLocation& location,
+                                                    std::string_view output_name);
 
 // A repository load-request parameter whose name starts with "file:" (model files sent with the
 // request): UNSUPPORTED, naming the parameter.

@@ -254,22 +254,8 @@ Status translateRequest(const inference::ModelInferRequest& wire, InferenceReque
         return invalidArg("input '" + in.name() +
                           "' is in shared memory and must not also carry contents");
       }
-      BL_ASSIGN_OR_RETURN(auto region, shared_memory.find(location->region));
-      if (region->isCuda()) {
-        // Device memory: copied once to the host for the backends, which read host memory.
-        std::string& storage = typed_storage.emplace_back();
-        storage.resize(location->byte_size);
-        BL_RETURN_IF_ERROR(region->copyToHost(location->offset, location->byte_size,
-                                              reinterpret_cast<std::byte*>(storage.data())));
-        input.data = std::as_bytes(std::span(storage.data(), storage.size()));
-      } else {
-        BL_ASSIGN_OR_RETURN(auto window, region->range(location->offset, location->byte_size));
-        input.data = window;
-        request.keepalive.push_back(region);
-      }
-      for (auto it = input.parameters.begin(); it != input.parameters.end();) {
-        it = isSharedMemoryParameter(it->first) ? input.parameters.erase(it) : std::next(it);
-      }
+      BL_RETURN_IF_ERROR(
+          bindSharedMemoryInput(shared_memory, *location, input, request, typed_storage));
       continue;
     }
     if (raw) {
@@ -298,13 +284,9 @@ Status translateRequest(const inference::ModelInferRequest& wire, InferenceReque
     }
     BL_ASSIGN_OR_RETURN(auto location, sharedMemoryLocation(out.name(), parameters));
     if (location) {
-      BL_ASSIGN_OR_RETURN(auto region, shared_memory.find(location->region));
-      if (region->isCuda()) {
-        return unsupported("output '" + out.name() +
-                           "': CUDA shared memory outputs are not supported yet");
-      }
-      BL_ASSIGN_OR_RETURN(auto window, region->range(location->offset, location->byte_size));
-      buffers.shm_outputs.push_back({out.name(), region, window});
+      BL_ASSIGN_OR_RETURN(auto target,
+                          sharedMemoryOutputWindow(shared_memory, *location, out.name()));
+      buffers.shm_outputs.push_back({out.name(), std::move(target.region), target.window});
     }
     request.requested_outputs.push_back(out.name());
   }

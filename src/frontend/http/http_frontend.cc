@@ -441,32 +441,13 @@ class HttpFrontendImpl final : public HttpFrontend {
     for (InputTensor& input : request.inputs) {
       BL_ASSIGN_OR_RETURN(auto location, sharedMemoryLocation(input.name, input.parameters));
       if (!location) continue;
-      BL_ASSIGN_OR_RETURN(auto region, shared_memory.find(location->region));
-      if (region->isCuda()) {
-        // Device memory: copied once to the host for the backends, which read host memory.
-        // (The storage was reserved for one entry per input, so earlier views stay valid.)
-        std::string& storage = call.storage().emplace_back();
-        storage.resize(location->byte_size);
-        BL_RETURN_IF_ERROR(region->copyToHost(location->offset, location->byte_size,
-                                              reinterpret_cast<std::byte*>(storage.data())));
-        input.data = std::as_bytes(std::span(storage.data(), storage.size()));
-      } else {
-        BL_ASSIGN_OR_RETURN(auto window, region->range(location->offset, location->byte_size));
-        input.data = window;
-        request.keepalive.push_back(region);
-      }
-      for (auto it = input.parameters.begin(); it != input.parameters.end();) {
-        it = isSharedMemoryParameter(it->first) ? input.parameters.erase(it) : std::next(it);
-      }
+      // The storage was reserved for one entry per input, so earlier views stay valid.
+      BL_RETURN_IF_ERROR(
+          bindSharedMemoryInput(shared_memory, *location, input, request, call.storage()));
     }
     for (const auto& [name, location] : call.format().shm_outputs) {
-      BL_ASSIGN_OR_RETURN(auto region, shared_memory.find(location.region));
-      if (region->isCuda()) {
-        return unsupported("output '" + name +
-                           "': CUDA shared memory outputs are not supported yet");
-      }
-      BL_ASSIGN_OR_RETURN(auto window, region->range(location.offset, location.byte_size));
-      call.addSharedMemoryOutput(name, std::move(region), window);
+      BL_ASSIGN_OR_RETURN(auto target, sharedMemoryOutputWindow(shared_memory, location, name));
+      call.addSharedMemoryOutput(name, std::move(target.region), target.window);
     }
     return Status::ok();
   }
